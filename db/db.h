@@ -1,0 +1,122 @@
+/*
+ * db.h - the database lane: one SQLite connection, requests in, results out.
+ *
+ * Only code under db/ touches SQLite, and only on the database lane's thread.
+ * Any thread builds a request event (wb_db_request_sql / wb_db_request_op),
+ * addresses its source (the actor or connection to answer) and cookie, and
+ * sends it with wb_rt_send(); ownership passes on success as always. The
+ * answer is a WB_EV_DB_RESULT event sent back to (src_lane, src) with the same
+ * cookie: status 0 and rows / rowid / changes, or a negative code with
+ * SQLite's own message (wb_db_result_errmsg).
+ *
+ * Group commit: every request taken in one drain of the lane's inbox runs in
+ * one transaction, committed when the inbox runs dry; results are sent after
+ * the commit. A request flagged WB_DB_DURABLE is answered only once its
+ * transaction is synced to disk (the batch commits with synchronous=FULL);
+ * others commit with synchronous=NORMAL (WAL): durable at the next checkpoint
+ * or sync, never torn.
+ *
+ * Failures come back as results, never crashes: WB_ECONSTRAINT, WB_EFULL
+ * (disk or max_page_count), WB_EBUSY (locked past the busy timeout),
+ * WB_ECORRUPT, WB_EIO, WB_EDB for the rest. A failing statement undoes only
+ * itself; if SQLite had to roll the whole transaction back, every request of
+ * that batch gets the error, and what committed before stays.
+ *
+ * Migrations: an array of SQL scripts; script i brings the schema to version
+ * i+1 (PRAGMA user_version), each in its own transaction, applied at open.
+ */
+#ifndef WB_DB_H
+#define WB_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/event.h"
+#include "runtime/rt.h"
+
+enum {
+    WB_EV_DB_REQUEST = 256, /* to the database lane */
+    WB_EV_DB_RESULT,        /* back to the requester */
+};
+
+typedef enum { WB_VAL_NULL = 0, WB_VAL_INT, WB_VAL_REAL, WB_VAL_TEXT, WB_VAL_BLOB } wb_val_type_t;
+
+typedef struct {
+    wb_val_type_t type;
+    union {
+        int64_t i;
+        double d;
+        struct {
+            const void *p; /* TEXT is not NUL-terminated in results; n excludes any NUL */
+            size_t n;
+        } s;
+    } u;
+} wb_value_t;
+
+static inline wb_value_t wb_val_int(int64_t i)
+{
+    wb_value_t v = {.type = WB_VAL_INT, .u.i = i};
+    return v;
+}
+static inline wb_value_t wb_val_real(double d)
+{
+    wb_value_t v = {.type = WB_VAL_REAL, .u.d = d};
+    return v;
+}
+wb_value_t wb_val_text(const char *s); /* strlen(s) bytes */
+static inline wb_value_t wb_val_blob(const void *p, size_t n)
+{
+    wb_value_t v = {.type = WB_VAL_BLOB, .u.s = {p, n}};
+    return v;
+}
+static inline wb_value_t wb_val_null(void)
+{
+    wb_value_t v = {.type = WB_VAL_NULL};
+    return v;
+}
+
+typedef struct {
+    const char *name; /* for logs */
+    const char *sql;  /* one statement, prepared once at open */
+} wb_db_op_t;
+
+typedef struct {
+    const char *path;                /* database file; ":memory:" for tests */
+    const char *const *migrations;   /* migrations[i] brings user_version i -> i+1 */
+    size_t n_migrations;
+    const wb_db_op_t *ops;           /* named operations, addressed by index */
+    size_t n_ops;
+    int busy_timeout_ms;             /* default 5000 */
+} wb_db_config_t;
+
+enum {
+    WB_DB_DURABLE = 1u << 0, /* answer only once the write is synced to disk */
+};
+
+/* Largest request or result payload (bound values, rows) in bytes. */
+#define WB_DB_MAX_PAYLOAD (64u << 20)
+
+/* A request running `sql` (one statement) with `n` bound values, copied into
+ * the event. NULL on ENOMEM or when too large. The caller sets src_lane, src
+ * and cookie (wb_event_route / ev->cookie) before sending. */
+wb_event_t *wb_db_request_sql(const char *sql, const wb_value_t *binds, size_t n, unsigned flags);
+
+/* A request running named operation number `op` of the config's ops. */
+wb_event_t *wb_db_request_op(uint32_t op, const wb_value_t *binds, size_t n, unsigned flags);
+
+/* Install the database lane's service on rt (before wb_rt_start). The
+ * database is opened and migrated on the database thread when the runtime
+ * starts; an open or migration failure makes wb_rt_start fail with its code.
+ * cfg and everything it points to must outlive the runtime. */
+int wb_db_attach(wb_rt_t *rt, const wb_db_config_t *cfg);
+
+/* Reading a WB_EV_DB_RESULT event. All return 0/NULL-safe values for an
+ * error result. Values point into the event: valid while it lives. */
+int64_t wb_db_result_rowid(const wb_event_t *res);   /* last insert rowid */
+int64_t wb_db_result_changes(const wb_event_t *res); /* rows changed */
+size_t wb_db_result_nrows(const wb_event_t *res);
+size_t wb_db_result_ncols(const wb_event_t *res);
+int wb_db_result_value(const wb_event_t *res, size_t row, size_t col, wb_value_t *out);
+const char *wb_db_result_errmsg(const wb_event_t *res); /* "" when none */
+
+#endif

@@ -1,0 +1,29 @@
+#include "runtime/error.h"
+
+const char *wb_strerror(int err)
+{
+    switch (err) {
+    case WB_OK:
+        return "success";
+#define WB__ERR_TEXT(name, code, text)                                                             \
+    case WB_##name:                                                                                \
+        return text;
+        WB_ERRNO_MAP(WB__ERR_TEXT)
+#undef WB__ERR_TEXT
+    }
+    return "unknown error";
+}
+
+const char *wb_err_name(int err)
+{
+    switch (err) {
+    case WB_OK:
+        return "WB_OK";
+#define WB__ERR_NAME(name, code, text)                                                             \
+    case WB_##name:                                                                                \
+        return "WB_" #name;
+        WB_ERRNO_MAP(WB__ERR_NAME)
+#undef WB__ERR_NAME
+    }
+    return "WB_UNKNOWN";
+}
