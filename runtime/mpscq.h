@@ -94,9 +94,13 @@ static inline int wb_mpscq_try_idle(wb_mpscq_t *q)
 {
     if (q->tail != &q->stub || atomic_load_explicit(&q->stub.next, memory_order_acquire) != NULL)
         return 0;
-    uintptr_t expect = (uintptr_t)&q->stub;
-    return atomic_compare_exchange_strong_explicit(&q->head, &expect, expect | WB__MPSCQ_IDLE,
-                                                   memory_order_acq_rel, memory_order_acquire);
+    uintptr_t stub = (uintptr_t)&q->stub;
+    uintptr_t expect = stub;
+    if (atomic_compare_exchange_strong_explicit(&q->head, &expect, stub | WB__MPSCQ_IDLE,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return 1;
+    /* Already idle: woken without a push (at start, or by the lane itself). */
+    return expect == (stub | WB__MPSCQ_IDLE);
 }
 
 /* Consumer only: is the queue (probably) empty? Exact when no push races. */

@@ -248,7 +248,7 @@ static void handle(wb__lane_t *l, wb_event_t *ev)
     stat_add(&l->st_events, 1);
     if (rt->trace != NULL)
         rt->trace(rt, l->id, ev, rt->trace_arg);
-    if (l->stopping) {
+    if (l->stopping && !(ev->dst == 0 && ev->type == WB_EV_STOP)) {
         wb_event_free(ev);
         return;
     }
@@ -263,10 +263,11 @@ static void handle(wb__lane_t *l, wb_event_t *ev)
     }
     if (ev->dst == 0 && ev->type == WB_EV_STOP) {
         wb_event_free(ev);
+        int started = !l->stopping; /* a lane whose start failed has nothing to stop */
         l->stopping = 1;
         if (l->id == WB_LANE_ACTOR)
             wb__actsys_stop(rt);
-        else if (l->svc.on_stop != NULL)
+        else if (started && l->svc.on_stop != NULL)
             l->svc.on_stop(rt, l->svc.ctx);
         if (l->has_loop) {
             uv_unref((uv_handle_t *)&l->async);
