@@ -1,2 +1,41 @@
+/*
+ * main.c - `waybill SUBCOMMAND [args]`.
+ */
 #include <stdio.h>
-int main(void) { return 0; }
+#include <string.h>
+
+#include "apps/cli/cli.h"
+
+#define WAYBILL_VERSION "0.1.0"
+
+static const wb_cli_cmd_t commands[] = {
+    {"selfcheck", "start a node, check every lane end to end, print timings", wb_cmd_selfcheck},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: waybill COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-12s %s\n", "version", "print the version");
+    fprintf(f, "\n'waybill COMMAND --help' tells more.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("waybill %s\n", WAYBILL_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "waybill: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

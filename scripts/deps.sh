@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages waybill needs to build, test and benchmark.
+# Safe to run again: it installs only what is missing. Uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  # libraries (see docs/architecture.md for why each is here)
+  libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev
+  # tests: unit, sanitizers, fuzzing, leak checks
+  libcmocka-dev clang libclang-rt-14-dev valgrind
+  # benchmarks: the anchors we measure against in the same run
+  libzmq3-dev liburcu-dev libck-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
