@@ -1,0 +1,1780 @@
+/*
+ * tcp.c - TCP on the network lane. The contract is in tcp.h and
+ * docs/sockets.md. How it is kept:
+ *
+ * Objects. Connections, listeners and dialers share a header (obj_t): id,
+ * owner, options, and `pending`: how many libuv handles and requests are
+ * still open on the object's behalf, plus one while its creator runs and one
+ * while a connection waits in the flush list. An object that has ended is
+ * `dead`: out of the id map, it sends no more events. It is freed when
+ * pending reaches 0, which is in the last close (or getaddrinfo) callback, so
+ * no callback ever sees freed memory. Write and connect requests need no
+ * count of their own: libuv runs their callbacks (with UV_ECANCELED at worst)
+ * before the close callback of their stream.
+ *
+ * Lane state. As in db/: wb_sockets_attach allocates it and queues it to the
+ * lane as the payload of a control event (WB__EV_TCP_STATE) whose free_cb
+ * drops a reference. References: that event, the prepare handle, and each
+ * object not yet freed. on_stop closes every handle and frees the event; the
+ * last close callback frees the state while the runtime drains the loop. A
+ * runtime that never starts frees the queued event, and with it the state.
+ *
+ * Writes. wb_tcp_send events are queued on their connection, chained through
+ * the event's own `next` link (the event is ours), and a prepare handle
+ * writes each dirty connection's queue with one uv_write per BATCH_MSGS
+ * messages just before the loop polls. Each message's 4-byte header lives
+ * in its event's `cookie` field, which is ours too while the event is queued:
+ * no allocation per message.
+ *
+ * Reads. One shared read buffer: libuv calls alloc and read back to back, so
+ * no two connections ever use it at once. Whatever must outlive the callback
+ * (a partial frame, the rest after a refused blob) is copied out.
+ */
+#include "sockets/tcp.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "runtime/assert.h"
+#include "runtime/error.h"
+#include "runtime/idmap.h"
+#include "runtime/log.h"
+#include "sockets/frame.h"
+
+#define MOD        "tcp"
+#define REASON_MAX 400
+#define ADDR_MAX   64 /* "[v6 address]:port" */
+#define BATCH_MSGS 64 /* messages per uv_write */
+#define WR_CACHE   64 /* write requests kept for reuse */
+
+#define DEF_MAX_CONNS   16384u
+#define DEF_READ_BUFFER 65536u
+#define MIN_READ_BUFFER 512u
+#define MAX_READ_BUFFER (16u << 20)
+
+enum { OBJ_CONN = 1, OBJ_LISTENER, OBJ_DIALER };
+enum { CMD_LISTEN = 1, CMD_DIAL, CMD_DIALER, CMD_CLOSE, CMD_OWNER, CMD_PAUSE, CMD_UNPAUSE };
+enum { C_RESOLVING = 1, C_CONNECTING, C_OPEN, C_LINGER, C_DEAD };
+
+/* A request from any thread to the lane (the payload of WB__EV_TCP_CMD). */
+typedef struct {
+    uint8_t op;
+    uint8_t owner_lane;
+    uint16_t port;
+    uint64_t id;
+    uint64_t owner;
+    wb_tcp_opts_t opts;
+    char host[WB_TCP_HOST_MAX + 1];
+} cmd_t;
+
+/* Ids of connections, listeners and dialers, process-wide: callers get them
+ * before the lane has seen the request. */
+static _Atomic uint64_t next_id = 1;
+
+typedef struct sockets_s sockets_t;
+typedef struct obj_s obj_t;
+typedef struct conn_s conn_t;
+typedef struct gai_s gai_t;
+
+struct obj_s {
+    int kind;
+    int dead;
+    int pending;
+    uint64_t id;
+    wb_lane_t owner_lane;
+    uint64_t owner;
+    sockets_t *s;
+    obj_t *prev, *next; /* s->all: every object not yet freed */
+    gai_t *gai;         /* name resolution in flight */
+    wb_tcp_opts_t opts;
+    uint16_t port;
+    char host[WB_TCP_HOST_MAX + 1];
+};
+
+struct gai_s {
+    uv_getaddrinfo_t req;
+    obj_t *o;
+};
+
+struct conn_s {
+    obj_t o;
+    int state;
+    uint64_t cookie; /* the listener or dialer, or 0 */
+    int from_listener, from_dialer;
+    int counted;      /* in s->nconns */
+    uv_tcp_t *tcp;    /* NULL once closed; a failed attempt's is replaced */
+    uv_timer_t timer; /* connect timeout, then linger */
+    int timer_live;
+    uv_connect_t creq;
+    uv_shutdown_t sreq;
+    struct addrinfo *ai, *ai_next;
+    char addr[ADDR_MAX]; /* the address being connected to */
+
+    wb_frame_decoder_t fr;
+    int reading;
+    int paused;              /* by the owner: wb_tcp_pause */
+    int peer_done, fin_sent; /* linger */
+    wb_event_t *held;        /* a blob the owner's inbox refused */
+    uint8_t *stash;          /* read bytes not yet decoded, after a refusal */
+    size_t stash_off, stash_len;
+
+    wb_event_t *wq_head, *wq_tail; /* sent, not yet given to uv_write */
+    size_t queued;                 /* bytes sent and not yet written */
+    int bp;                        /* BACKPRESSURE said, WRITABLE not yet */
+    int dirty;
+    conn_t *dirty_next;
+    uint64_t opened_at;
+};
+
+typedef struct {
+    obj_t o;
+    uv_tcp_t tcp;
+    int tcp_live;
+    uint32_t nconns;
+} listener_t;
+
+typedef struct {
+    obj_t o;
+    uv_timer_t timer;
+    int timer_live;
+    uint32_t failures; /* since the last connection that lasted */
+    uint64_t conn;     /* the attempt or connection in hand, or 0 */
+} dialer_t;
+
+typedef struct wr_s {
+    uv_write_t req;
+    conn_t *c;
+    wb_event_t *head; /* the messages of this write, chained by next */
+    size_t bytes;
+    struct wr_s *next_free;
+} wr_t;
+
+struct sockets_s {
+    wb_rt_t *rt;
+    uv_loop_t *loop;
+    wb_sockets_config_t cfg;
+    wb_idmap_t objs; /* id -> obj_t *, live objects only */
+    obj_t *all;
+    uint8_t *rbuf;
+    uv_prepare_t prep;
+    int prep_live;
+    conn_t *dirty;
+    wr_t *wr_free;
+    size_t wr_nfree;
+    uint32_t nconns;
+    int refs;
+    int map_live;
+    uint64_t rng;
+    wb_event_t *token;
+};
+
+static void conn_end(conn_t *c, int status, const char *reason);
+static void conn_flush(conn_t *c);
+static void dialer_conn_ended(dialer_t *d, int was_open, uint64_t opened_at, int status,
+                              const char *reason);
+
+/* ---- small things ----------------------------------------------------------- */
+
+static uint64_t new_id(void)
+{
+    return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+}
+
+static uint64_t rnd(sockets_t *s)
+{
+    uint64_t x = s->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* libuv's error codes in waybill's code space. */
+static int wb_code(int uverr)
+{
+    switch (uverr) {
+    case UV_ETIMEDOUT:
+        return WB_ETIMEDOUT;
+    case UV_ECANCELED:
+    case UV_EAI_CANCELED:
+        return WB_ECANCELED;
+    case UV_ENOMEM:
+    case UV_ENOBUFS:
+    case UV_EAI_MEMORY:
+        return WB_ENOMEM;
+    case UV_EADDRINUSE:
+    case UV_EMFILE:
+    case UV_ENFILE:
+        return WB_EBUSY;
+    case UV_EINVAL:
+        return WB_EINVAL;
+    case UV_EAI_NONAME:
+    case UV_EAI_NODATA:
+    case UV_EAI_FAMILY:
+    case UV_EAI_SERVICE:
+    case UV_EADDRNOTAVAIL:
+    case UV_ENOENT:
+        return WB_ENOENT;
+    case UV_ECONNREFUSED:
+    case UV_ECONNRESET:
+    case UV_ECONNABORTED:
+    case UV_EPIPE:
+    case UV_ENETUNREACH:
+    case UV_EHOSTUNREACH:
+    case UV_ENETDOWN:
+    case UV_ENOTCONN:
+    case UV_EIO:
+        return WB_EIO;
+    default:
+        return WB_ESYS;
+    }
+}
+
+static void fmt_hostport(char *out, size_t n, const char *host, uint16_t port)
+{
+    if (strchr(host, ':') != NULL)
+        snprintf(out, n, "[%s]:%u", host, (unsigned)port);
+    else
+        snprintf(out, n, "%s:%u", host, (unsigned)port);
+}
+
+static void addr_text(const struct sockaddr *sa, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        uv_ip4_name(a, ip, sizeof(ip));
+        snprintf(out, n, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(a, ip, sizeof(ip));
+        snprintf(out, n, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+    } else {
+        snprintf(out, n, "?");
+    }
+}
+
+static uint16_t addr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+/* A numeric IPv4 or IPv6 address: 0; anything else is a name to resolve. */
+static int parse_literal(const char *host, uint16_t port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    return -1;
+}
+
+/* ---- upward events ---------------------------------------------------------- */
+
+static void post_to(sockets_t *s, wb_lane_t lane, uint64_t owner, uint64_t src, uint16_t type,
+                    int status, uint64_t cookie, const char *text)
+{
+    size_t n = text != NULL ? strlen(text) : 0;
+    wb_event_t *ev = wb_event_new(type, n + 1);
+    if (ev == NULL) {
+        wb_error(MOD, "out of memory: lost event %u for %" PRIu64, (unsigned)type, src);
+        return;
+    }
+    if (n > 0)
+        memcpy(ev->data, text, n);
+    ((char *)ev->data)[n] = '\0';
+    ev->len = (uint32_t)n;
+    ev->flags |= WB_EVF_CONTROL;
+    ev->status = status;
+    ev->cookie = cookie;
+    wb_event_route(ev, WB_LANE_NET, src, lane, owner);
+    if (wb_rt_send(s->rt, ev) != 0)
+        wb_event_free(ev); /* the owner's lane has stopped */
+}
+
+static void post(obj_t *o, uint16_t type, int status, uint64_t cookie, const char *text)
+{
+    post_to(o->s, o->owner_lane, o->owner, o->id, type, status, cookie, text);
+}
+
+/* ---- objects ---------------------------------------------------------------- */
+
+static void s_unref(sockets_t *s)
+{
+    WB_ASSERT(s->refs > 0);
+    if (--s->refs > 0)
+        return;
+    free(s->rbuf);
+    while (s->wr_free != NULL) {
+        wr_t *w = s->wr_free;
+        s->wr_free = w->next_free;
+        free(w);
+    }
+    if (s->map_live)
+        wb_idmap_fini(&s->objs);
+    free(s);
+}
+
+/* Register a new object (calloc'd by the caller, kind set) with its id. It
+ * starts with pending = 1: the creator's, given back with obj_release. */
+static int obj_add(sockets_t *s, obj_t *o, uint64_t id, wb_lane_t lane, uint64_t owner,
+                   const wb_tcp_opts_t *opts, const char *host, uint16_t port)
+{
+    o->id = id;
+    o->owner_lane = lane;
+    o->owner = owner;
+    o->opts = *opts;
+    o->port = port;
+    snprintf(o->host, sizeof(o->host), "%s", host);
+    if (wb_idmap_put(&s->objs, id, o) != 0)
+        return WB_ENOMEM;
+    o->s = s;
+    o->pending = 1;
+    o->next = s->all;
+    if (s->all != NULL)
+        s->all->prev = o;
+    s->all = o;
+    s->refs++;
+    return 0;
+}
+
+static void obj_free(obj_t *o)
+{
+    sockets_t *s = o->s;
+    if (o->prev != NULL)
+        o->prev->next = o->next;
+    else
+        s->all = o->next;
+    if (o->next != NULL)
+        o->next->prev = o->prev;
+    if (o->kind == OBJ_CONN) {
+        conn_t *c = (conn_t *)o;
+        wb_frame_decoder_fini(&c->fr);
+        if (c->ai != NULL)
+            uv_freeaddrinfo(c->ai);
+    }
+    free(o);
+    s_unref(s);
+}
+
+static void obj_release(obj_t *o)
+{
+    WB_ASSERT(o->pending > 0);
+    if (--o->pending == 0 && o->dead)
+        obj_free(o);
+}
+
+/* The object has ended: out of the map, no more events. Freed once its
+ * handles are closed (the caller closes them). */
+static void obj_kill(obj_t *o)
+{
+    if (o->dead)
+        return;
+    o->dead = 1;
+    if (o->s->map_live)
+        wb_idmap_del(&o->s->objs, o->id);
+    if (o->gai != NULL)
+        uv_cancel((uv_req_t *)&o->gai->req);
+}
+
+static obj_t *obj_get(sockets_t *s, uint64_t id, int kind)
+{
+    obj_t *o = id != 0 ? wb_idmap_get(&s->objs, id) : NULL;
+    return o != NULL && (kind == 0 || o->kind == kind) ? o : NULL;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+
+/* Start resolving o->host; the answer comes to on_resolved. */
+static int resolve(obj_t *o)
+{
+    gai_t *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return UV_ENOMEM;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    if (o->kind == OBJ_LISTENER)
+        hints.ai_flags = AI_PASSIVE;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)o->port);
+    g->o = o;
+    int rc = uv_getaddrinfo(o->s->loop, &g->req, on_resolved, o->host, port, &hints);
+    if (rc != 0) {
+        free(g);
+        return rc;
+    }
+    o->gai = g;
+    o->pending++;
+    return 0;
+}
+
+static void free_handle_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* ---- connections: opening --------------------------------------------------- */
+
+static void conn_timer_close_cb(uv_handle_t *h)
+{
+    obj_release(&((conn_t *)h->data)->o);
+}
+
+static void conn_tcp_close_cb(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    free(h);
+    obj_release(&c->o);
+}
+
+static void conn_close_handles(conn_t *c)
+{
+    if (c->tcp != NULL) {
+        uv_close((uv_handle_t *)c->tcp, conn_tcp_close_cb);
+        c->tcp = NULL;
+        c->reading = 0;
+    }
+    if (c->timer_live) {
+        uv_close((uv_handle_t *)&c->timer, conn_timer_close_cb);
+        c->timer_live = 0;
+    }
+}
+
+static conn_t *conn_new(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owner,
+                        const wb_tcp_opts_t *opts, const char *host, uint16_t port, uint64_t cookie)
+{
+    conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->o.kind = OBJ_CONN;
+    if (obj_add(s, &c->o, id, lane, owner, opts, host, port) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->cookie = cookie;
+    wb_frame_decoder_init(&c->fr, opts->max_message);
+    uv_timer_init(s->loop, &c->timer);
+    c->timer.data = c;
+    c->timer_live = 1;
+    c->o.pending++;
+    c->counted = 1;
+    s->nconns++;
+    return c;
+}
+
+/* Drop the messages not yet given to uv_write. */
+static void wq_free(conn_t *c)
+{
+    wb_event_t *h = c->wq_head;
+    c->wq_head = c->wq_tail = NULL;
+    while (h != NULL) {
+        wb_event_t *next = atomic_load_explicit(&h->next, memory_order_relaxed);
+        c->queued -= WB_FRAME_HEADER + (size_t)h->len;
+        wb_event_free(h);
+        h = next;
+    }
+}
+
+static void free_chain(wb_event_t *ev)
+{
+    while (ev != NULL) {
+        wb_event_t *next = atomic_load_explicit(&ev->next, memory_order_relaxed);
+        wb_event_free(ev);
+        ev = next;
+    }
+}
+
+/* Forget everything the connection held for its owner: after this it is
+ * dead to the world. keep_writes: its write queue stays, to be flushed. */
+static void conn_detach(conn_t *c, int keep_writes)
+{
+    sockets_t *s = c->o.s;
+    obj_kill(&c->o);
+    if (c->counted) {
+        c->counted = 0;
+        s->nconns--;
+        listener_t *l = c->from_listener ? (listener_t *)obj_get(s, c->cookie, OBJ_LISTENER) : NULL;
+        if (l != NULL)
+            l->nconns--;
+    }
+    wb_event_free(c->held);
+    c->held = NULL;
+    free(c->stash);
+    c->stash = NULL;
+    wb_frame_decoder_fini(&c->fr);
+    if (!keep_writes)
+        wq_free(c);
+    if (c->tcp != NULL && c->reading) {
+        uv_read_stop((uv_stream_t *)c->tcp);
+        c->reading = 0;
+    }
+}
+
+/* Tell the connection's dialer that it is gone (if the dialer still cares). */
+static void notify_dialer(conn_t *c, int was_open, int status, const char *reason)
+{
+    if (!c->from_dialer)
+        return;
+    dialer_t *d = (dialer_t *)obj_get(c->o.s, c->cookie, OBJ_DIALER);
+    if (d != NULL && d->conn == c->o.id)
+        dialer_conn_ended(d, was_open, c->opened_at, status, reason);
+}
+
+/* The connection ended for a reason of its own (peer, error, limit). */
+static void conn_end(conn_t *c, int status, const char *reason)
+{
+    if (c->state == C_DEAD)
+        return;
+    if (c->state == C_LINGER) {
+        /* Already reported closed; only the socket is left. */
+        c->state = C_DEAD;
+        conn_close_handles(c);
+        return;
+    }
+    int was_open = c->state == C_OPEN;
+    conn_detach(c, 0);
+    c->state = C_DEAD;
+    wb_debug(MOD, "connection %" PRIu64 " closed: %s", c->o.id, reason);
+    /* An attempt of a dialer that never opened is the dialer's business. */
+    if (was_open || !c->from_dialer)
+        post(&c->o, WB_EV_TCP_CLOSED, status, c->cookie, reason);
+    conn_close_handles(c);
+    notify_dialer(c, was_open, status, reason);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    (void)hint;
+    buf->base = (char *)c->o.s->rbuf;
+    buf->len = c->o.s->cfg.read_buffer;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static int conn_read_start(conn_t *c)
+{
+    if (c->reading || c->tcp == NULL)
+        return 0;
+    int rc = uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
+    if (rc == 0)
+        c->reading = 1;
+    return rc;
+}
+
+static int conn_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash);
+
+/* Read on, unless a blob is held or the owner paused: first what is stashed,
+ * then from the socket. */
+static void conn_pump(conn_t *c)
+{
+    if (c->state != C_OPEN || c->held != NULL || c->paused)
+        return;
+    if (c->stash != NULL) {
+        if (conn_feed(c, c->stash + c->stash_off, c->stash_len - c->stash_off, 1) != 0)
+            return;
+        free(c->stash);
+        c->stash = NULL;
+    }
+    int rc = conn_read_start(c);
+    if (rc != 0) {
+        char reason[REASON_MAX];
+        snprintf(reason, sizeof(reason), "read: %s", uv_strerror(rc));
+        conn_end(c, wb_code(rc), reason);
+    }
+}
+
+static void mark_dirty(conn_t *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->o.pending++;
+    c->dirty_next = c->o.s->dirty;
+    c->o.s->dirty = c;
+}
+
+/* Connected (dialed or accepted): tell the owner and start reading. */
+static void conn_open(conn_t *c)
+{
+    sockets_t *s = c->o.s;
+    char peer[ADDR_MAX] = "?";
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        addr_text((struct sockaddr *)&ss, peer, sizeof(peer));
+    c->state = C_OPEN;
+    c->opened_at = uv_now(s->loop);
+    if (c->timer_live)
+        uv_timer_stop(&c->timer);
+    uv_tcp_nodelay(c->tcp, 1);
+    wb_debug(MOD, "connection %" PRIu64 " open to %s", c->o.id, peer);
+    post(&c->o, WB_EV_TCP_OPENED, 0, c->cookie, peer);
+    if (c->wq_head != NULL)
+        mark_dirty(c);
+    conn_pump(c);
+}
+
+static void on_connect(uv_connect_t *req, int status);
+
+static void conn_connect(conn_t *c, const struct sockaddr *sa);
+
+/* The attempt at c->addr failed: try the next address, or give up. */
+static void connect_failed(conn_t *c, int uverr)
+{
+    char reason[REASON_MAX];
+    snprintf(reason, sizeof(reason), "connect %s: %s", c->addr, uv_strerror(uverr));
+    if (c->tcp != NULL) {
+        uv_close((uv_handle_t *)c->tcp, conn_tcp_close_cb);
+        c->tcp = NULL;
+    }
+    while (c->ai_next != NULL) {
+        struct addrinfo *a = c->ai_next;
+        c->ai_next = a->ai_next;
+        if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
+            wb_debug(MOD, "%s; trying the next address", reason);
+            conn_connect(c, a->ai_addr);
+            return;
+        }
+    }
+    conn_end(c, wb_code(uverr), reason);
+}
+
+static void conn_connect(conn_t *c, const struct sockaddr *sa)
+{
+    sockets_t *s = c->o.s;
+    addr_text(sa, c->addr, sizeof(c->addr));
+    c->state = C_CONNECTING;
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (t == NULL) {
+        conn_end(c, WB_ENOMEM, "out of memory");
+        return;
+    }
+    int rc = uv_tcp_init(s->loop, t);
+    if (rc != 0) {
+        free(t);
+        connect_failed(c, rc);
+        return;
+    }
+    t->data = c;
+    c->tcp = t;
+    c->o.pending++;
+    rc = uv_tcp_connect(&c->creq, t, sa, on_connect);
+    if (rc != 0)
+        connect_failed(c, rc);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    conn_t *c = WB_CONTAINER_OF(req, conn_t, creq);
+    if (c->state != C_CONNECTING)
+        return; /* closed meanwhile: UV_ECANCELED */
+    if (status == 0)
+        conn_open(c);
+    else
+        connect_failed(c, status);
+}
+
+static void on_conn_timer(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->state == C_RESOLVING || c->state == C_CONNECTING) {
+        char where[WB_TCP_HOST_MAX + 16], reason[REASON_MAX];
+        if (c->state == C_CONNECTING)
+            snprintf(where, sizeof(where), "%s", c->addr);
+        else
+            fmt_hostport(where, sizeof(where), c->o.host, c->o.port);
+        snprintf(reason, sizeof(reason), "connect %s: timed out after %u ms", where,
+                 c->o.opts.connect_timeout_ms);
+        conn_end(c, WB_ETIMEDOUT, reason);
+    } else if (c->state == C_LINGER) {
+        c->state = C_DEAD;
+        conn_close_handles(c);
+    }
+}
+
+/* A failed dial that never got a connection object. */
+static void dial_failed(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owner, uint64_t cookie,
+                        int from_dialer, int status, const char *reason)
+{
+    if (!from_dialer) {
+        post_to(s, lane, owner, id, WB_EV_TCP_CLOSED, status, 0, reason);
+        return;
+    }
+    dialer_t *d = (dialer_t *)obj_get(s, cookie, OBJ_DIALER);
+    if (d != NULL && d->conn == id)
+        dialer_conn_ended(d, 0, 0, status, reason);
+}
+
+static void dial_start(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owner,
+                       const wb_tcp_opts_t *opts, const char *host, uint16_t port, uint64_t cookie,
+                       int from_dialer)
+{
+    char reason[REASON_MAX];
+    if (s->nconns >= s->cfg.max_connections) {
+        snprintf(reason, sizeof(reason), "too many connections (limit %u)", s->cfg.max_connections);
+        dial_failed(s, id, lane, owner, cookie, from_dialer, WB_EBUSY, reason);
+        return;
+    }
+    conn_t *c = conn_new(s, id, lane, owner, opts, host, port, cookie);
+    if (c == NULL) {
+        dial_failed(s, id, lane, owner, cookie, from_dialer, WB_ENOMEM, "out of memory");
+        return;
+    }
+    c->from_dialer = from_dialer;
+    c->state = C_RESOLVING;
+    uv_timer_start(&c->timer, on_conn_timer, opts->connect_timeout_ms, 0);
+    struct sockaddr_storage ss;
+    if (parse_literal(host, port, &ss) == 0) {
+        conn_connect(c, (struct sockaddr *)&ss);
+    } else {
+        int rc = resolve(&c->o);
+        if (rc != 0) {
+            snprintf(reason, sizeof(reason), "resolve %s: %s", host, uv_strerror(rc));
+            conn_end(c, wb_code(rc), reason);
+        }
+    }
+    obj_release(&c->o);
+}
+
+/* ---- connections: reading --------------------------------------------------- */
+
+static void free_payload(void *data, size_t len)
+{
+    (void)len;
+    free(data);
+}
+
+static wb_event_t *blob_new(wb_frame_t *f)
+{
+    if (f->owned == NULL)
+        return wb_event_new_copy(WB_EV_TCP_BLOB, f->data, f->len);
+    wb_event_t *ev = wb_event_new_ext(WB_EV_TCP_BLOB, f->owned, f->len, free_payload);
+    if (ev == NULL)
+        free(f->owned);
+    return ev;
+}
+
+static int deliver(conn_t *c, wb_event_t *ev)
+{
+    wb_event_route(ev, WB_LANE_NET, c->o.id, c->o.owner_lane, c->o.owner);
+    ev->cookie = c->cookie;
+    ev->status = 0;
+    return wb_rt_send(c->o.s->rt, ev);
+}
+
+static void frame_error(conn_t *c, int rc)
+{
+    char reason[REASON_MAX];
+    if (rc == WB_ETOOBIG)
+        snprintf(reason, sizeof(reason), "message of %u bytes exceeds maximum %u", c->fr.bad_len,
+                 c->fr.max);
+    else
+        snprintf(reason, sizeof(reason), "receive: %s", wb_strerror(rc));
+    wb_info(MOD, "connection %" PRIu64 ": %s; closing it", c->o.id, reason);
+    conn_end(c, rc, reason);
+}
+
+/* Decode and deliver p[0..n). Returns 0 when all was taken, 1 when paused on
+ * a refused blob (the rest is in the stash), -1 when the connection ended. */
+static int conn_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash)
+{
+    while (n > 0) {
+        wb_frame_t f;
+        size_t used;
+        int rc = wb_frame_decode(&c->fr, p, n, &used, &f);
+        p += used;
+        n -= used;
+        if (rc < 0) {
+            frame_error(c, rc);
+            return -1;
+        }
+        if (rc == 0)
+            break;
+        wb_event_t *ev = blob_new(&f);
+        if (ev == NULL) {
+            conn_end(c, WB_ENOMEM, "out of memory for a received message");
+            return -1;
+        }
+        rc = deliver(c, ev);
+        if (rc == WB_EAGAIN) {
+            c->held = ev;
+            if (from_stash) {
+                c->stash_off = (size_t)(p - c->stash);
+            } else if (n > 0) {
+                c->stash = malloc(n);
+                if (c->stash == NULL) {
+                    conn_end(c, WB_ENOMEM, "out of memory");
+                    return -1;
+                }
+                memcpy(c->stash, p, n);
+                c->stash_off = 0;
+                c->stash_len = n;
+            }
+            if (c->reading) {
+                uv_read_stop((uv_stream_t *)c->tcp);
+                c->reading = 0;
+            }
+            return 1;
+        }
+        if (rc != 0) {
+            wb_event_free(ev);
+            if (rc != WB_ECLOSED) {
+                /* WB_ENOMEM: refused, and no resume will come. */
+                conn_end(c, rc, "cannot deliver a received message");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The owner's inbox has room again: deliver the held blob, then the rest. */
+static void conn_resume(conn_t *c)
+{
+    if (c->state != C_OPEN || c->held == NULL)
+        return;
+    int rc = deliver(c, c->held);
+    if (rc == WB_EAGAIN)
+        return; /* another resume will come */
+    if (rc != 0) {
+        wb_event_free(c->held);
+        c->held = NULL;
+        if (rc != WB_ECLOSED) {
+            conn_end(c, rc, "cannot deliver a received message");
+            return;
+        }
+    }
+    c->held = NULL;
+    conn_pump(c);
+}
+
+static void conn_pause(conn_t *c, int on)
+{
+    c->paused = on;
+    if (on && c->reading) {
+        uv_read_stop((uv_stream_t *)c->tcp);
+        c->reading = 0;
+    } else if (!on) {
+        conn_pump(c);
+    }
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (c->state == C_LINGER) {
+        /* Closing: the owner wants nothing more; read only to see the end. */
+        if (nread < 0) {
+            c->peer_done = 1;
+            uv_read_stop(st);
+            c->reading = 0;
+            if (c->fin_sent || nread != UV_EOF) {
+                c->state = C_DEAD;
+                conn_close_handles(c);
+            }
+        }
+        return;
+    }
+    if (c->state != C_OPEN || nread == 0)
+        return;
+    if (nread > 0) {
+        conn_feed(c, (const uint8_t *)buf->base, (size_t)nread, 0);
+        return;
+    }
+    char reason[REASON_MAX];
+    uint32_t have, need;
+    if (nread == UV_EOF) {
+        if (wb_frame_decoder_partial(&c->fr, &have, &need)) {
+            snprintf(reason, sizeof(reason), "peer closed in the middle of a message (%u of %u %s)",
+                     have, need, c->fr.body != NULL ? "bytes" : "length bytes");
+            conn_end(c, WB_EPROTO, reason);
+        } else {
+            conn_end(c, WB_ECLOSED, "peer closed");
+        }
+    } else if (nread == UV_ECONNRESET) {
+        conn_end(c, WB_EIO, "connection reset");
+    } else {
+        snprintf(reason, sizeof(reason), "read: %s", uv_strerror((int)nread));
+        conn_end(c, wb_code((int)nread), reason);
+    }
+}
+
+/* ---- connections: writing --------------------------------------------------- */
+
+static wr_t *wr_get(sockets_t *s)
+{
+    wr_t *w = s->wr_free;
+    if (w != NULL) {
+        s->wr_free = w->next_free;
+        s->wr_nfree--;
+        return w;
+    }
+    return malloc(sizeof(*w));
+}
+
+static void wr_put(sockets_t *s, wr_t *w)
+{
+    if (s->wr_nfree >= WR_CACHE) {
+        free(w);
+        return;
+    }
+    w->next_free = s->wr_free;
+    s->wr_free = w;
+    s->wr_nfree++;
+}
+
+static void conn_enqueue(conn_t *c, wb_event_t *ev)
+{
+    char reason[REASON_MAX];
+    size_t sz = WB_FRAME_HEADER + (size_t)ev->len;
+    if (ev->len > c->o.opts.max_message) {
+        snprintf(reason, sizeof(reason), "message of %u bytes exceeds maximum %u", ev->len,
+                 c->o.opts.max_message);
+        wb_event_free(ev);
+        wb_info(MOD, "connection %" PRIu64 ": send: %s; closing it", c->o.id, reason);
+        conn_end(c, WB_ETOOBIG, reason);
+        return;
+    }
+    if (c->queued + sz > c->o.opts.write_hard_cap) {
+        snprintf(reason, sizeof(reason), "write queue overflow: %zu bytes queued, cap %zu",
+                 c->queued + sz, c->o.opts.write_hard_cap);
+        wb_event_free(ev);
+        wb_warn(MOD, "connection %" PRIu64 ": %s; closing it", c->o.id, reason);
+        conn_end(c, WB_ETOOBIG, reason);
+        return;
+    }
+    atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
+    if (c->wq_tail != NULL)
+        atomic_store_explicit(&c->wq_tail->next, ev, memory_order_relaxed);
+    else
+        c->wq_head = ev;
+    c->wq_tail = ev;
+    c->queued += sz;
+    if (!c->bp && c->queued > c->o.opts.write_high) {
+        c->bp = 1;
+        post(&c->o, WB_EV_TCP_BACKPRESSURE, 0, c->queued, NULL);
+    }
+    if (c->state == C_OPEN)
+        mark_dirty(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    wr_t *w = WB_CONTAINER_OF(req, wr_t, req);
+    conn_t *c = w->c;
+    free_chain(w->head);
+    c->queued -= w->bytes;
+    wr_put(c->o.s, w);
+    if (status < 0) {
+        if (status != UV_ECANCELED) {
+            char reason[REASON_MAX];
+            if (status == UV_ECONNRESET)
+                snprintf(reason, sizeof(reason), "connection reset");
+            else
+                snprintf(reason, sizeof(reason), "write: %s", uv_strerror(status));
+            conn_end(c, wb_code(status), reason);
+        }
+        return;
+    }
+    if (c->state == C_OPEN && c->bp && c->queued <= c->o.opts.write_low) {
+        c->bp = 0;
+        post(&c->o, WB_EV_TCP_WRITABLE, 0, c->queued, NULL);
+    }
+}
+
+/* Hand the queued messages to libuv, BATCH_MSGS per uv_write. */
+static void conn_flush(conn_t *c)
+{
+    sockets_t *s = c->o.s;
+    while (c->wq_head != NULL && c->tcp != NULL) {
+        wr_t *w = wr_get(s);
+        if (w == NULL) {
+            conn_end(c, WB_ENOMEM, "out of memory");
+            return;
+        }
+        uv_buf_t bufs[2 * BATCH_MSGS];
+        unsigned nb = 0, nm = 0;
+        size_t bytes = 0;
+        wb_event_t *ev = c->wq_head, *last = NULL;
+        while (ev != NULL && nm < BATCH_MSGS) {
+            /* The header lives in the event's cookie: ours while queued. */
+            uint8_t *hdr = (uint8_t *)&ev->cookie;
+            wb_frame_put_header(hdr, ev->len);
+            bufs[nb++] = uv_buf_init((char *)hdr, WB_FRAME_HEADER);
+            if (ev->len > 0)
+                bufs[nb++] = uv_buf_init(ev->data, ev->len);
+            bytes += WB_FRAME_HEADER + (size_t)ev->len;
+            nm++;
+            last = ev;
+            ev = atomic_load_explicit(&ev->next, memory_order_relaxed);
+        }
+        w->head = c->wq_head;
+        atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+        c->wq_head = ev;
+        if (ev == NULL)
+            c->wq_tail = NULL;
+        w->c = c;
+        w->bytes = bytes;
+        int rc = uv_write(&w->req, (uv_stream_t *)c->tcp, bufs, nb, on_write);
+        if (rc != 0) {
+            free_chain(w->head);
+            c->queued -= bytes;
+            wr_put(s, w);
+            char reason[REASON_MAX];
+            snprintf(reason, sizeof(reason), "write: %s", uv_strerror(rc));
+            conn_end(c, wb_code(rc), reason);
+            return;
+        }
+    }
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    sockets_t *s = h->data;
+    conn_t *c = s->dirty;
+    s->dirty = NULL;
+    while (c != NULL) {
+        conn_t *next = c->dirty_next;
+        c->dirty = 0;
+        if (c->state == C_OPEN)
+            conn_flush(c);
+        obj_release(&c->o);
+        c = next;
+    }
+}
+
+/* ---- connections: closing by the owner ------------------------------------- */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_t *c = WB_CONTAINER_OF(req, conn_t, sreq);
+    if (c->state != C_LINGER)
+        return;
+    c->fin_sent = 1;
+    if (status < 0 || c->peer_done) {
+        c->state = C_DEAD;
+        conn_close_handles(c);
+    }
+}
+
+/* wb_tcp_close on a connection: CLOSED now; flush, FIN, wait for the peer to
+ * finish (at most linger_ms), close. */
+static void conn_close_owner(conn_t *c)
+{
+    if (c->state == C_LINGER || c->state == C_DEAD)
+        return;
+    int was_open = c->state == C_OPEN;
+    if (was_open || !c->from_dialer)
+        post(&c->o, WB_EV_TCP_CLOSED, 0, c->cookie, "closed by owner");
+    notify_dialer(c, was_open, 0, "closed by owner");
+    if (!was_open) {
+        conn_detach(c, 0);
+        c->state = C_DEAD;
+        conn_close_handles(c);
+        return;
+    }
+    conn_detach(c, 1);
+    c->state = C_LINGER;
+    conn_flush(c);
+    if (c->state != C_LINGER)
+        return;
+    int rc = uv_shutdown(&c->sreq, (uv_stream_t *)c->tcp, on_shutdown);
+    if (rc != 0 || conn_read_start(c) != 0) {
+        /* uv_shutdown failing leaves no request behind; a started one is
+         * cancelled by the close. */
+        c->state = C_DEAD;
+        conn_close_handles(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_conn_timer, c->o.opts.linger_ms, 0);
+}
+
+/* ---- listeners -------------------------------------------------------------- */
+
+static void listener_close_cb(uv_handle_t *h)
+{
+    obj_release(&((listener_t *)h->data)->o);
+}
+
+static void listener_kill(listener_t *l)
+{
+    obj_kill(&l->o);
+    if (l->tcp_live) {
+        l->tcp_live = 0;
+        uv_close((uv_handle_t *)&l->tcp, listener_close_cb);
+    }
+}
+
+static void listener_fail(listener_t *l, int status, const char *reason)
+{
+    wb_info(MOD, "listener %" PRIu64 ": %s", l->o.id, reason);
+    post(&l->o, WB_EV_TCP_LISTENING, status, 0, reason);
+    listener_kill(l);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    listener_t *l = server->data;
+    sockets_t *s = l->o.s;
+    if (status < 0) {
+        wb_warn(MOD, "listener %" PRIu64 ": accept: %s", l->o.id, uv_strerror(status));
+        return;
+    }
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (t == NULL) {
+        /* libuv stops watching the socket until we accept; it is retried at
+         * the next connection only. */
+        wb_error(MOD, "listener %" PRIu64 ": out of memory accepting", l->o.id);
+        return;
+    }
+    uv_tcp_init(s->loop, t);
+    if (uv_accept(server, (uv_stream_t *)t) != 0) {
+        uv_close((uv_handle_t *)t, free_handle_cb);
+        return;
+    }
+    const char *why = NULL;
+    uint32_t limit = 0;
+    if (s->nconns >= s->cfg.max_connections) {
+        why = "the lane's";
+        limit = s->cfg.max_connections;
+    } else if (l->nconns >= l->o.opts.max_connections) {
+        why = "the listener's";
+        limit = l->o.opts.max_connections;
+    }
+    conn_t *c = NULL;
+    if (why == NULL) {
+        c = conn_new(s, new_id(), l->o.owner_lane, l->o.owner, &l->o.opts, l->o.host, l->o.port,
+                     l->o.id);
+        if (c == NULL)
+            why = "no memory for";
+    }
+    if (c == NULL) {
+        wb_warn(MOD, "listener %" PRIu64 ": refused a connection: %s limit of %u reached", l->o.id,
+                why, limit);
+        uv_close((uv_handle_t *)t, free_handle_cb);
+        return;
+    }
+    c->from_listener = 1;
+    l->nconns++;
+    t->data = c;
+    c->tcp = t;
+    c->o.pending++;
+    conn_open(c);
+    obj_release(&c->o);
+}
+
+static void listener_start(listener_t *l, const struct sockaddr *sa)
+{
+    sockets_t *s = l->o.s;
+    char where[ADDR_MAX], reason[REASON_MAX];
+    addr_text(sa, where, sizeof(where));
+    int rc = uv_tcp_init(s->loop, &l->tcp);
+    if (rc == 0) {
+        l->tcp.data = l;
+        l->tcp_live = 1;
+        l->o.pending++;
+        rc = uv_tcp_bind(&l->tcp, sa, 0);
+    }
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, (int)l->o.opts.backlog, on_connection);
+    if (rc != 0) {
+        snprintf(reason, sizeof(reason), "listen %s: %s", where, uv_strerror(rc));
+        listener_fail(l, wb_code(rc), reason);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    uint16_t port = l->o.port;
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        addr_text((struct sockaddr *)&ss, where, sizeof(where));
+        port = addr_port((struct sockaddr *)&ss);
+    }
+    wb_debug(MOD, "listener %" PRIu64 ": listening on %s", l->o.id, where);
+    post(&l->o, WB_EV_TCP_LISTENING, 0, port, where);
+}
+
+static void listener_new(sockets_t *s, const cmd_t *cmd)
+{
+    char reason[REASON_MAX];
+    listener_t *l = calloc(1, sizeof(*l));
+    if (l != NULL) {
+        l->o.kind = OBJ_LISTENER;
+        if (obj_add(s, &l->o, cmd->id, cmd->owner_lane, cmd->owner, &cmd->opts, cmd->host,
+                    cmd->port) != 0) {
+            free(l);
+            l = NULL;
+        }
+    }
+    if (l == NULL) {
+        post_to(s, cmd->owner_lane, cmd->owner, cmd->id, WB_EV_TCP_LISTENING, WB_ENOMEM, 0,
+                "out of memory");
+        return;
+    }
+    struct sockaddr_storage ss;
+    if (parse_literal(cmd->host, cmd->port, &ss) == 0) {
+        listener_start(l, (struct sockaddr *)&ss);
+    } else {
+        int rc = resolve(&l->o);
+        if (rc != 0) {
+            snprintf(reason, sizeof(reason), "resolve %s: %s", cmd->host, uv_strerror(rc));
+            listener_fail(l, wb_code(rc), reason);
+        }
+    }
+    obj_release(&l->o);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    gai_t *g = WB_CONTAINER_OF(req, gai_t, req);
+    obj_t *o = g->o;
+    o->gai = NULL;
+    free(g);
+    if (o->dead) {
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        obj_release(o);
+        return;
+    }
+    char reason[REASON_MAX];
+    struct addrinfo *a = res;
+    while (a != NULL && a->ai_family != AF_INET && a->ai_family != AF_INET6)
+        a = a->ai_next;
+    if (status == 0 && a == NULL)
+        status = UV_EAI_NODATA;
+    if (status != 0)
+        snprintf(reason, sizeof(reason), "resolve %s: %s", o->host, uv_strerror(status));
+    if (o->kind == OBJ_LISTENER) {
+        listener_t *l = (listener_t *)o;
+        if (status != 0)
+            listener_fail(l, wb_code(status), reason);
+        else
+            listener_start(l, a->ai_addr);
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+    } else {
+        conn_t *c = (conn_t *)o;
+        if (status != 0) {
+            if (res != NULL)
+                uv_freeaddrinfo(res);
+            conn_end(c, wb_code(status), reason);
+        } else {
+            c->ai = res;
+            c->ai_next = a->ai_next;
+            conn_connect(c, a->ai_addr);
+        }
+    }
+    obj_release(o);
+}
+
+/* ---- dialers ---------------------------------------------------------------- */
+
+static void dialer_close_cb(uv_handle_t *h)
+{
+    obj_release(&((dialer_t *)h->data)->o);
+}
+
+static void dialer_attempt(dialer_t *d)
+{
+    uint64_t id = new_id();
+    d->conn = id;
+    dial_start(d->o.s, id, d->o.owner_lane, d->o.owner, &d->o.opts, d->o.host, d->o.port, d->o.id,
+               1);
+}
+
+static void on_dialer_timer(uv_timer_t *t)
+{
+    dialer_t *d = t->data;
+    if (!d->o.dead)
+        dialer_attempt(d);
+}
+
+static void dialer_conn_ended(dialer_t *d, int was_open, uint64_t opened_at, int status,
+                              const char *reason)
+{
+    sockets_t *s = d->o.s;
+    const wb_tcp_opts_t *o = &d->o.opts;
+    d->conn = 0;
+    if (was_open && uv_now(s->loop) - opened_at >= o->reconnect_reset_ms)
+        d->failures = 0;
+    uint64_t ceil = (uint64_t)o->reconnect_min_ms << (d->failures < 32 ? d->failures : 32);
+    if (ceil > o->reconnect_max_ms)
+        ceil = o->reconnect_max_ms;
+    uint64_t delay = ceil / 2 + rnd(s) % (ceil - ceil / 2 + 1);
+    if (d->failures < UINT32_MAX)
+        d->failures++;
+    char text[REASON_MAX + 64];
+    snprintf(text, sizeof(text), "%s; retrying in %" PRIu64 " ms", reason, delay);
+    wb_debug(MOD, "dialer %" PRIu64 ": %s", d->o.id, text);
+    post(&d->o, WB_EV_TCP_RETRY, status, delay, text);
+    uv_timer_start(&d->timer, on_dialer_timer, delay, 0);
+}
+
+static void dialer_new(sockets_t *s, const cmd_t *cmd)
+{
+    dialer_t *d = calloc(1, sizeof(*d));
+    if (d != NULL) {
+        d->o.kind = OBJ_DIALER;
+        if (obj_add(s, &d->o, cmd->id, cmd->owner_lane, cmd->owner, &cmd->opts, cmd->host,
+                    cmd->port) != 0) {
+            free(d);
+            d = NULL;
+        }
+    }
+    if (d == NULL) {
+        post_to(s, cmd->owner_lane, cmd->owner, cmd->id, WB_EV_TCP_CLOSED, WB_ENOMEM, 0,
+                "out of memory");
+        return;
+    }
+    uv_timer_init(s->loop, &d->timer);
+    d->timer.data = d;
+    d->timer_live = 1;
+    d->o.pending++;
+    dialer_attempt(d);
+    obj_release(&d->o);
+}
+
+static void dialer_close(dialer_t *d)
+{
+    sockets_t *s = d->o.s;
+    uint64_t cid = d->conn;
+    d->conn = 0;
+    conn_t *c = (conn_t *)obj_get(s, cid, OBJ_CONN);
+    if (c != NULL)
+        conn_close_owner(c);
+    post(&d->o, WB_EV_TCP_CLOSED, 0, 0, "dialer closed");
+    obj_kill(&d->o);
+    if (d->timer_live) {
+        d->timer_live = 0;
+        uv_close((uv_handle_t *)&d->timer, dialer_close_cb);
+    }
+}
+
+/* ---- the lane service ------------------------------------------------------- */
+
+static void on_cmd(sockets_t *s, const cmd_t *cmd)
+{
+    obj_t *o;
+    switch (cmd->op) {
+    case CMD_LISTEN:
+        listener_new(s, cmd);
+        break;
+    case CMD_DIAL:
+        dial_start(s, cmd->id, cmd->owner_lane, cmd->owner, &cmd->opts, cmd->host, cmd->port, 0, 0);
+        break;
+    case CMD_DIALER:
+        dialer_new(s, cmd);
+        break;
+    case CMD_CLOSE:
+        o = obj_get(s, cmd->id, 0);
+        if (o == NULL)
+            break;
+        if (o->kind == OBJ_CONN) {
+            conn_close_owner((conn_t *)o);
+        } else if (o->kind == OBJ_LISTENER) {
+            post(o, WB_EV_TCP_CLOSED, 0, 0, "listener closed");
+            listener_kill((listener_t *)o);
+        } else {
+            dialer_close((dialer_t *)o);
+        }
+        break;
+    case CMD_PAUSE:
+    case CMD_UNPAUSE:
+        o = obj_get(s, cmd->id, OBJ_CONN);
+        if (o != NULL)
+            conn_pause((conn_t *)o, cmd->op == CMD_PAUSE);
+        break;
+    case CMD_OWNER:
+        o = obj_get(s, cmd->id, 0);
+        if (o != NULL) {
+            o->owner_lane = (wb_lane_t)cmd->owner_lane;
+            o->owner = cmd->owner;
+        }
+        break;
+    default:
+        wb_rt_count_drop(s->rt, WB_LANE_NET);
+    }
+}
+
+static void on_event(wb_rt_t *rt, void *ctx, wb_event_t *ev)
+{
+    sockets_t *s = ctx;
+    switch (ev->type) {
+    case WB__EV_TCP_STATE:
+        if (ev->data == s && s->token == NULL) {
+            s->token = ev;
+            return;
+        }
+        break;
+    case WB__EV_TCP_CMD:
+        if (ev->dst == 0 && ev->len == sizeof(cmd_t)) {
+            cmd_t cmd;
+            memcpy(&cmd, ev->data, sizeof(cmd));
+            wb_event_free(ev);
+            cmd.host[WB_TCP_HOST_MAX] = '\0';
+            on_cmd(s, &cmd);
+            return;
+        }
+        break;
+    case WB__EV_TCP_SEND: {
+        conn_t *c = (conn_t *)obj_get(s, ev->dst, OBJ_CONN);
+        if (c != NULL) {
+            conn_enqueue(c, ev);
+            return;
+        }
+        break;
+    }
+    case WB_EV_RESUME: {
+        conn_t *c = (conn_t *)obj_get(s, ev->dst, OBJ_CONN);
+        wb_event_free(ev);
+        if (c != NULL)
+            conn_resume(c);
+        return;
+    }
+    default:
+        break;
+    }
+    wb_rt_count_drop(rt, WB_LANE_NET);
+    wb_event_free(ev);
+}
+
+static void prep_close_cb(uv_handle_t *h)
+{
+    s_unref(h->data);
+}
+
+static int on_start(wb_rt_t *rt, void *ctx)
+{
+    sockets_t *s = ctx;
+    s->loop = wb_rt_loop(rt, WB_LANE_NET);
+    if (s->loop == NULL)
+        return WB_ESTATE;
+    s->rbuf = malloc(s->cfg.read_buffer);
+    if (s->rbuf == NULL)
+        return WB_ENOMEM;
+    s->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)s ^ 0x9E3779B97F4A7C15ull;
+    if (s->rng == 0)
+        s->rng = 1;
+    uv_prepare_init(s->loop, &s->prep);
+    s->prep.data = s;
+    uv_prepare_start(&s->prep, on_prepare);
+    s->prep_live = 1;
+    s->refs++;
+    return 0;
+}
+
+/* Close everything at once, silently. The state goes with the last handle. */
+static void on_stop(wb_rt_t *rt, void *ctx)
+{
+    sockets_t *s = ctx;
+    (void)rt;
+    /* The objects stay alive through this: every one still has a handle or
+     * a request open, which the loop finishes after we return. */
+    s->refs++;
+    conn_t *c = s->dirty;
+    s->dirty = NULL;
+    while (c != NULL) {
+        conn_t *next = c->dirty_next;
+        c->dirty = 0;
+        obj_release(&c->o);
+        c = next;
+    }
+    for (obj_t *o = s->all; o != NULL; o = o->next) {
+        o->pending++;
+        if (o->kind == OBJ_CONN) {
+            conn_t *cc = (conn_t *)o;
+            if (cc->state != C_LINGER && cc->state != C_DEAD)
+                conn_detach(cc, 0);
+            cc->state = C_DEAD;
+            wq_free(cc);
+            conn_close_handles(cc);
+        } else if (o->kind == OBJ_LISTENER) {
+            listener_kill((listener_t *)o);
+        } else {
+            dialer_t *d = (dialer_t *)o;
+            if (d->timer_live) {
+                d->timer_live = 0;
+                uv_close((uv_handle_t *)&d->timer, dialer_close_cb);
+            }
+        }
+        obj_kill(o);
+    }
+    /* Now give back the holds; nothing is freed before its callbacks ran. */
+    for (obj_t *o = s->all, *next; o != NULL; o = next) {
+        next = o->next;
+        obj_release(o);
+    }
+    if (s->prep_live) {
+        s->prep_live = 0;
+        uv_close((uv_handle_t *)&s->prep, prep_close_cb);
+    }
+    wb_event_t *token = s->token;
+    s->token = NULL;
+    if (token != NULL)
+        wb_event_free(token);
+    s_unref(s);
+}
+
+static void free_state(void *data, size_t len)
+{
+    (void)len;
+    s_unref(data);
+}
+
+void wb_sockets_config_init(wb_sockets_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_connections = DEF_MAX_CONNS;
+    cfg->read_buffer = DEF_READ_BUFFER;
+}
+
+int wb_sockets_attach(wb_rt_t *rt, const wb_sockets_config_t *cfg)
+{
+    wb_sockets_config_t c;
+    if (rt == NULL)
+        return WB_EINVAL;
+    if (wb_rt_is_deterministic(rt))
+        return WB_ESTATE;
+    wb_sockets_config_init(&c);
+    if (cfg != NULL) {
+        if (cfg->max_connections != 0)
+            c.max_connections = cfg->max_connections;
+        if (cfg->read_buffer != 0)
+            c.read_buffer = cfg->read_buffer;
+    }
+    if (c.read_buffer < MIN_READ_BUFFER || c.read_buffer > MAX_READ_BUFFER)
+        return WB_EINVAL;
+
+    sockets_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return WB_ENOMEM;
+    s->rt = rt;
+    s->cfg = c;
+    s->refs = 1; /* the token's */
+    wb_idmap_init(&s->objs);
+    s->map_live = 1;
+    wb_event_t *token = wb_event_new_ext(WB__EV_TCP_STATE, s, sizeof(*s), free_state);
+    if (token == NULL) {
+        free(s);
+        return WB_ENOMEM;
+    }
+    token->flags |= WB_EVF_CONTROL;
+    wb_event_route(token, WB_LANE_NET, 0, WB_LANE_NET, 0);
+    wb_lane_service_t svc = {
+        .on_event = on_event,
+        .on_start = on_start,
+        .on_stop = on_stop,
+        .ctx = s,
+    };
+    int rc = wb_rt_set_service(rt, WB_LANE_NET, &svc);
+    if (rc == 0) {
+        rc = wb_rt_send(rt, token);
+        if (rc != 0) {
+            wb_lane_service_t none = {0};
+            wb_rt_set_service(rt, WB_LANE_NET, &none);
+        }
+    }
+    if (rc != 0)
+        wb_event_free(token); /* frees s */
+    return rc;
+}
+
+/* ---- requests from any thread ----------------------------------------------- */
+
+void wb_tcp_opts_init(wb_tcp_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->max_message = 1u << 20;
+    o->write_high = 1u << 20;
+    o->write_low = 256u << 10;
+    o->max_connections = 1024;
+    o->backlog = 128;
+    o->connect_timeout_ms = 10000;
+    o->reconnect_min_ms = 100;
+    o->reconnect_max_ms = 30000;
+    o->reconnect_reset_ms = 10000;
+    o->linger_ms = 5000;
+    /* write_hard_cap depends on the others: resolved in opts_resolve. */
+}
+
+/* Defaults for zero fields, then the checks. */
+static int opts_resolve(const wb_tcp_opts_t *in, wb_tcp_opts_t *out)
+{
+    wb_tcp_opts_t d;
+    wb_tcp_opts_init(&d);
+    if (in == NULL)
+        in = &d;
+    *out = *in;
+#define DEF(f)                                                                                     \
+    if (out->f == 0)                                                                               \
+    out->f = d.f
+    DEF(max_message);
+    DEF(write_high);
+    DEF(write_low);
+    DEF(max_connections);
+    DEF(backlog);
+    DEF(connect_timeout_ms);
+    DEF(reconnect_min_ms);
+    DEF(reconnect_max_ms);
+    DEF(reconnect_reset_ms);
+    DEF(linger_ms);
+#undef DEF
+    if (out->max_message > WB_TCP_MAX_MESSAGE_LIMIT || out->write_high > SIZE_MAX / 4)
+        return WB_EINVAL;
+    if (out->write_hard_cap == 0) {
+        size_t need = 2 * out->write_high + WB_FRAME_HEADER + out->max_message;
+        out->write_hard_cap = need > (8u << 20) ? need : (8u << 20);
+    }
+    if (out->write_low > out->write_high || out->write_hard_cap <= out->write_high ||
+        out->write_hard_cap < WB_FRAME_HEADER + (size_t)out->max_message ||
+        out->reconnect_min_ms > out->reconnect_max_ms || out->backlog > INT32_MAX)
+        return WB_EINVAL;
+    return 0;
+}
+
+static int cmd_host(cmd_t *cmd, const char *host)
+{
+    if (host == NULL)
+        return WB_EINVAL;
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n == 0 || n > WB_TCP_HOST_MAX)
+        return WB_EINVAL;
+    memcpy(cmd->host, host, n);
+    cmd->host[n] = '\0';
+    return 0;
+}
+
+static int post_cmd(wb_rt_t *rt, const cmd_t *cmd)
+{
+    wb_event_t *ev = wb_event_new_copy(WB__EV_TCP_CMD, cmd, sizeof(*cmd));
+    if (ev == NULL)
+        return WB_ENOMEM;
+    ev->flags |= WB_EVF_CONTROL;
+    wb_event_route(ev, WB_LANE_NET, 0, WB_LANE_NET, 0);
+    int rc = wb_rt_send(rt, ev);
+    if (rc != 0)
+        wb_event_free(ev);
+    return rc;
+}
+
+static int open_cmd(wb_rt_t *rt, int op, wb_lane_t owner_lane, uint64_t owner, const char *host,
+                    uint16_t port, const wb_tcp_opts_t *opts, uint64_t *id)
+{
+    if (rt == NULL || id == NULL || owner_lane >= WB_LANE_COUNT || (op != CMD_LISTEN && port == 0))
+        return WB_EINVAL;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    int rc = cmd_host(&cmd, host);
+    if (rc == 0)
+        rc = opts_resolve(opts, &cmd.opts);
+    if (rc != 0)
+        return rc;
+    cmd.op = (uint8_t)op;
+    cmd.owner_lane = (uint8_t)owner_lane;
+    cmd.owner = owner;
+    cmd.port = port;
+    cmd.id = new_id();
+    rc = post_cmd(rt, &cmd);
+    if (rc == 0)
+        *id = cmd.id;
+    return rc;
+}
+
+int wb_tcp_listen(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, const char *host,
+                  uint16_t port, const wb_tcp_opts_t *opts, uint64_t *listener_id)
+{
+    return open_cmd(rt, CMD_LISTEN, owner_lane, owner, host, port, opts, listener_id);
+}
+
+int wb_tcp_dial(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, const char *host, uint16_t port,
+                const wb_tcp_opts_t *opts, uint64_t *conn_id)
+{
+    return open_cmd(rt, CMD_DIAL, owner_lane, owner, host, port, opts, conn_id);
+}
+
+int wb_tcp_dial_persistent(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, const char *host,
+                           uint16_t port, const wb_tcp_opts_t *opts, uint64_t *dialer_id)
+{
+    return open_cmd(rt, CMD_DIALER, owner_lane, owner, host, port, opts, dialer_id);
+}
+
+int wb_tcp_send(wb_rt_t *rt, uint64_t conn, wb_event_t *blob)
+{
+    if (rt == NULL || blob == NULL || conn == 0)
+        return WB_EINVAL;
+    uint16_t type = blob->type;
+    uint8_t lane = blob->dst_lane;
+    uint64_t dst = blob->dst;
+    blob->type = WB__EV_TCP_SEND;
+    blob->dst_lane = WB_LANE_NET;
+    blob->dst = conn;
+    int rc = wb_rt_send(rt, blob);
+    if (rc != 0) {
+        blob->type = type;
+        blob->dst_lane = lane;
+        blob->dst = dst;
+    }
+    return rc;
+}
+
+int wb_tcp_close(wb_rt_t *rt, uint64_t id)
+{
+    if (rt == NULL || id == 0)
+        return WB_EINVAL;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = CMD_CLOSE;
+    cmd.id = id;
+    return post_cmd(rt, &cmd);
+}
+
+int wb_tcp_set_owner(wb_rt_t *rt, uint64_t id, wb_lane_t owner_lane, uint64_t owner)
+{
+    if (rt == NULL || id == 0 || owner_lane >= WB_LANE_COUNT)
+        return WB_EINVAL;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = CMD_OWNER;
+    cmd.id = id;
+    cmd.owner_lane = (uint8_t)owner_lane;
+    cmd.owner = owner;
+    return post_cmd(rt, &cmd);
+}
+
+static int pause_cmd(wb_rt_t *rt, uint64_t conn, int op)
+{
+    if (rt == NULL || conn == 0)
+        return WB_EINVAL;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = (uint8_t)op;
+    cmd.id = conn;
+    return post_cmd(rt, &cmd);
+}
+
+int wb_tcp_pause(wb_rt_t *rt, uint64_t conn)
+{
+    return pause_cmd(rt, conn, CMD_PAUSE);
+}
+
+int wb_tcp_resume(wb_rt_t *rt, uint64_t conn)
+{
+    return pause_cmd(rt, conn, CMD_UNPAUSE);
+}

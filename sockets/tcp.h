@@ -1,0 +1,216 @@
+/*
+ * tcp.h - TCP on the network lane: listen, dial, reconnecting dials, framed
+ * blobs in and out, write queues with backpressure.
+ *
+ * sockets/ moves opaque blobs. Each message on the wire is a 4-byte
+ * big-endian length and that many bytes (sockets/frame.h); sockets/ never
+ * looks inside them. What it sends upward is connection lifecycle events and
+ * the blobs themselves, nothing else.
+ *
+ * Threads and ids. All sockets state lives on the network lane (WB_LANE_NET)
+ * and is touched only there. The functions below may be called from any
+ * thread once the runtime is started (listen/dial/close also before it):
+ * each validates its arguments, takes a fresh id from a process-wide atomic
+ * counter (ids are never 0 and never reused) and posts a request event to the
+ * network lane, so it can return the id at once. Requests posted by one
+ * thread are taken in the order they were posted. wb_sockets_attach() must
+ * have been called on the runtime, or the requests are dropped unread (the
+ * lane's `dropped` counter says so).
+ *
+ * Upward events go to (owner_lane, owner), with src_lane = WB_LANE_NET and
+ * src = the connection, listener or dialer id they are about. OPENED, BLOB
+ * and CLOSED of a connection carry cookie = the listener or dialer it came
+ * from (0 for a one-shot dial). Text payloads are NUL-terminated; len
+ * excludes the NUL. All are control events (never refused, see rt.h) except
+ * WB_EV_TCP_BLOB.
+ *
+ *   WB_EV_TCP_LISTENING   src = listener. status 0: payload is the bound
+ *                         address ("127.0.0.1:40312", "[::1]:40312") and
+ *                         cookie the bound port, so port 0 works. status < 0:
+ *                         payload is the reason; the listener is gone.
+ *   WB_EV_TCP_OPENED      src = new connection. Payload: the peer's address.
+ *                         cookie: the listener that accepted it or the dialer
+ *                         that made it (0 for wb_tcp_dial).
+ *   WB_EV_TCP_BLOB        src = connection. Payload: one message's bytes. A
+ *                         data event: see "Reading" below.
+ *   WB_EV_TCP_CLOSED      src = the connection, listener or dialer that ended.
+ *                         status: the reason code, payload: the reason text
+ *                         (table below). The last event about that id.
+ *   WB_EV_TCP_BACKPRESSURE src = connection: its write queue passed
+ *                         write_high; cookie = bytes queued. Stop sending.
+ *   WB_EV_TCP_WRITABLE    src = connection: its write queue fell back to
+ *                         write_low; cookie = bytes queued. Send again.
+ *   WB_EV_TCP_RETRY       src = dialer: an attempt failed or its connection
+ *                         ended; status = why, cookie = the delay in ms before
+ *                         the next attempt, payload = reason text.
+ *
+ * CLOSED reasons (status, example text):
+ *   0            "closed by owner", "listener closed", "dialer closed"
+ *   WB_ECLOSED   "peer closed"
+ *   WB_EPROTO    "peer closed in the middle of a message (10 of 100 bytes)"
+ *   WB_ETOOBIG   "message of 5000000 bytes exceeds maximum 1048576" (received
+ *                or sent), "write queue overflow: 8388612 bytes queued, cap
+ *                8388608"
+ *   WB_EIO       "connection reset", "connect 127.0.0.1:9: connection refused"
+ *   WB_ETIMEDOUT "connect 10.0.0.1:9: timed out after 10000 ms"
+ *   WB_EBUSY     "too many connections (limit 16384)"
+ *   WB_ENOENT    "resolve no.such.host: unknown node or service"
+ *   WB_ENOMEM, WB_ESYS   with the system's text
+ *
+ * Lifecycle of each id:
+ *   listener   LISTENING(0) ... CLOSED after wb_tcp_close; or LISTENING(<0).
+ *              Its accepted connections outlive it.
+ *   dial       OPENED, BLOB..., CLOSED; or CLOSED alone when the dial failed.
+ *   dialer     for each connection: OPENED, BLOB..., CLOSED (cookie = the
+ *              dialer); RETRY after each failure or drop; CLOSED (src = the
+ *              dialer) after wb_tcp_close. When the runtime stops, everything
+ *              is closed at once and no more events are sent.
+ *
+ * Reading. Bytes are read into one shared buffer (read_buffer bytes), cut
+ * into messages by the frame decoder, and each message is copied once into a
+ * WB_EV_TCP_BLOB event (a message that spans reads is assembled in its own
+ * buffer, which the event then owns). A length prefix above max_message
+ * closes the connection (WB_ETOOBIG) before anything is allocated for it. If
+ * the owner's inbox refuses a blob (WB_EAGAIN), sockets keeps that blob and
+ * the unread rest of the buffer, stops reading the connection, and resumes
+ * when the runtime's WB_EV_RESUME reaches the connection: the sending peer is
+ * held by TCP flow control and nothing is lost or grows. Per connection,
+ * memory is bounded by one held blob, one partial message (each at most
+ * max_message) and one read buffer.
+ *
+ * Writing. wb_tcp_send queues one message; the frame header is added here.
+ * Messages queued during one loop turn go out in one writev. Queued bytes
+ * (4 + len per message, counted from wb_tcp_send's arrival on the lane until
+ * the write completes) raise BACKPRESSURE above write_high and WRITABLE again
+ * at write_low. Passing write_hard_cap closes the connection with
+ * WB_ETOOBIG "write queue overflow": a sender that ignores backpressure cannot
+ * make the process grow. Messages sent to a dial that has not connected yet
+ * wait for it; messages sent to a closed or unknown id are freed (counted as
+ * dropped).
+ *
+ * Closing. wb_tcp_close on a connection sends its CLOSED (status 0) at once,
+ * delivers nothing more, then flushes what is queued, sends FIN and waits up
+ * to linger_ms for the peer to finish before closing the socket. On a
+ * listener it stops accepting. On a dialer it stops reconnecting and closes
+ * its connection the same way. Closing an id that has already ended is a
+ * no-op.
+ *
+ * Reconnecting (wb_tcp_dial_persistent). The first attempt starts at once.
+ * After a failed attempt or a dropped connection the dialer waits a random
+ * delay in [c/2, c] with c = min(reconnect_max_ms, reconnect_min_ms * 2^n),
+ * n counting failures since the last connection that lasted at least
+ * reconnect_reset_ms: growing, capped, and spread so that many clients of a
+ * restarted server do not return together. Each connection gets a new id.
+ *
+ * Every connection has TCP_NODELAY set.
+ */
+#ifndef WB_TCP_H
+#define WB_TCP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/event.h"
+#include "runtime/rt.h"
+
+/* Event types: 512-767 belong to sockets/. */
+enum {
+    WB_EV_TCP_LISTENING = 512,
+    WB_EV_TCP_OPENED,
+    WB_EV_TCP_BLOB,
+    WB_EV_TCP_CLOSED,
+    WB_EV_TCP_BACKPRESSURE,
+    WB_EV_TCP_WRITABLE,
+    WB_EV_TCP_RETRY,
+    /* Internal: requests to the network lane. */
+    WB__EV_TCP_STATE = 760,
+    WB__EV_TCP_CMD,
+    WB__EV_TCP_SEND,
+};
+
+/* Largest max_message accepted (a payload must fit one event). */
+#define WB_TCP_MAX_MESSAGE_LIMIT WB_EVENT_MAX_LEN
+/* Longest host name or address text, in bytes. */
+#define WB_TCP_HOST_MAX 253
+
+typedef struct {
+    uint32_t max_connections; /* connections alive at once on the lane (default 16384) */
+    uint32_t read_buffer;     /* bytes per read, shared by all connections (default 65536) */
+} wb_sockets_config_t;
+
+/* Per listener, dial or dialer. A zero field takes its default. */
+typedef struct {
+    uint32_t max_message;        /* largest message in or out, bytes (default 1 MiB) */
+    size_t write_high;           /* BACKPRESSURE above this many queued bytes (1 MiB) */
+    size_t write_low;            /* WRITABLE again at or below this (256 KiB) */
+    size_t write_hard_cap;       /* close the connection past this (max(8 MiB,
+                                    2 * write_high + 4 + max_message)) */
+    uint32_t max_connections;    /* listener: accepted connections alive at once (1024) */
+    uint32_t backlog;            /* listener: listen(2) backlog (128) */
+    uint32_t connect_timeout_ms; /* dial: give up an attempt after this (10000) */
+    uint32_t reconnect_min_ms;   /* dialer: first delay ceiling (100) */
+    uint32_t reconnect_max_ms;   /* dialer: largest delay (30000) */
+    uint32_t reconnect_reset_ms; /* dialer: a connection this old resets the delay (10000) */
+    uint32_t linger_ms;          /* wb_tcp_close: time allowed to flush and finish (5000) */
+} wb_tcp_opts_t;
+
+void wb_sockets_config_init(wb_sockets_config_t *cfg);
+void wb_tcp_opts_init(wb_tcp_opts_t *opts);
+
+/* Install the network lane's service on rt, before wb_rt_start. cfg may be
+ * NULL for defaults; it is copied. Returns 0, WB_EINVAL, WB_ENOMEM, or
+ * WB_ESTATE for a deterministic runtime (sockets need a real loop). */
+int wb_sockets_attach(wb_rt_t *rt, const wb_sockets_config_t *cfg);
+
+/* Listen on host:port (an IPv4 or IPv6 address, or a name: its first address
+ * is used; port 0 picks a free port). Events go to (owner_lane, owner): a
+ * LISTENING, then an OPENED per accepted connection. opts may be NULL; they
+ * also apply to the accepted connections. Beyond opts->max_connections (or
+ * the lane's limit) new connections are accepted and closed at once.
+ * Returns 0 with *listener_id set, WB_EINVAL, WB_ENOMEM or WB_ECLOSED. */
+int wb_tcp_listen(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, const char *host,
+                  uint16_t port, const wb_tcp_opts_t *opts, uint64_t *listener_id);
+
+/* Connect once to host:port (a name is resolved; its addresses are tried in
+ * order). OPENED when connected, CLOSED when it fails or later ends. Messages
+ * may be sent to *conn_id at once: they wait for the connection. Returns 0,
+ * WB_EINVAL, WB_ENOMEM or WB_ECLOSED. */
+int wb_tcp_dial(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, const char *host, uint16_t port,
+                const wb_tcp_opts_t *opts, uint64_t *conn_id);
+
+/* Keep a connection to host:port until wb_tcp_close(*dialer_id): reconnect
+ * with growing random delays (above). Each connection is reported with an
+ * OPENED whose cookie is the dialer id; send to that connection's id. */
+int wb_tcp_dial_persistent(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, const char *host,
+                           uint16_t port, const wb_tcp_opts_t *opts, uint64_t *dialer_id);
+
+/* Queue blob's payload as one message on connection conn. Set blob's
+ * (src_lane, src) to where a WB_EV_RESUME should go should the network
+ * lane's inbox be full; a blob should be a data event (no WB_EVF_CONTROL) so
+ * that bound applies. On 0 the runtime owns blob. On WB_EAGAIN (wait for the
+ * resume), WB_ECLOSED or WB_EINVAL the caller still owns it, unchanged. A
+ * payload above the connection's max_message closes the connection with
+ * WB_ETOOBIG. */
+int wb_tcp_send(wb_rt_t *rt, uint64_t conn, wb_event_t *blob);
+
+/* Close a connection, listener or dialer (see "Closing"). Returns 0,
+ * WB_EINVAL, WB_ENOMEM or WB_ECLOSED. */
+int wb_tcp_close(wb_rt_t *rt, uint64_t id);
+
+/* Stop reading connection conn until wb_tcp_resume; the peer is then held
+ * by TCP flow control. After the pause is taken, at most one more BLOB
+ * arrives (one the owner's inbox had refused and sockets was holding). For
+ * an owner whose work per message, not its inbox, is the bottleneck, or who
+ * must stop taking requests while its answers are under BACKPRESSURE.
+ * Pausing twice is pausing once. Returns 0, WB_EINVAL, WB_ENOMEM or
+ * WB_ECLOSED. */
+int wb_tcp_pause(wb_rt_t *rt, uint64_t conn);
+int wb_tcp_resume(wb_rt_t *rt, uint64_t conn);
+
+/* Send future events about id (a connection, listener or dialer) to
+ * (owner_lane, owner) instead: e.g. hand an accepted connection to an actor
+ * made for it. Events already sent are not moved. Returns 0, WB_EINVAL,
+ * WB_ENOMEM or WB_ECLOSED. */
+int wb_tcp_set_owner(wb_rt_t *rt, uint64_t id, wb_lane_t owner_lane, uint64_t owner);
+
+#endif
