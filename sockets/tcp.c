@@ -167,7 +167,6 @@ struct sockets_s {
     size_t wr_nfree;
     uint32_t nconns;
     int refs;
-    int map_live;
     uint64_t rng;
     wb_event_t *token;
 };
@@ -220,6 +219,8 @@ static int wb_code(int uverr)
     case UV_EADDRNOTAVAIL:
     case UV_ENOENT:
         return WB_ENOENT;
+    case UV_EAI_AGAIN:
+    case UV_EAI_FAIL:
     case UV_ECONNREFUSED:
     case UV_ECONNRESET:
     case UV_ECONNABORTED:
@@ -320,8 +321,7 @@ static void s_unref(sockets_t *s)
         s->wr_free = w->next_free;
         free(w);
     }
-    if (s->map_live)
-        wb_idmap_fini(&s->objs);
+    wb_idmap_fini(&s->objs);
     free(s);
 }
 
@@ -381,8 +381,7 @@ static void obj_kill(obj_t *o)
     if (o->dead)
         return;
     o->dead = 1;
-    if (o->s->map_live)
-        wb_idmap_del(&o->s->objs, o->id);
+    wb_idmap_del(&o->s->objs, o->id);
     if (o->gai != NULL)
         uv_cancel((uv_req_t *)&o->gai->req);
 }
@@ -1565,7 +1564,6 @@ int wb_sockets_attach(wb_rt_t *rt, const wb_sockets_config_t *cfg)
     s->cfg = c;
     s->refs = 1; /* the token's */
     wb_idmap_init(&s->objs);
-    s->map_live = 1;
     wb_event_t *token = wb_event_new_ext(WB__EV_TCP_STATE, s, sizeof(*s), free_state);
     if (token == NULL) {
         free(s);

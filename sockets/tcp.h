@@ -54,12 +54,14 @@
  *   WB_EIO       "connection reset", "connect 127.0.0.1:9: connection refused"
  *   WB_ETIMEDOUT "connect 10.0.0.1:9: timed out after 10000 ms"
  *   WB_EBUSY     "too many connections (limit 16384)"
- *   WB_ENOENT    "resolve no.such.host: unknown node or service"
+ *   WB_ENOENT    "resolve no.such.host: unknown node or service" (WB_EIO when
+ *                the resolver itself failed)
  *   WB_ENOMEM, WB_ESYS   with the system's text
  *
  * Lifecycle of each id:
- *   listener   LISTENING(0) ... CLOSED after wb_tcp_close; or LISTENING(<0).
- *              Its accepted connections outlive it.
+ *   listener   LISTENING(0) ... CLOSED after wb_tcp_close; or LISTENING(<0);
+ *              or CLOSED alone when closed before it could listen. Its
+ *              accepted connections outlive it.
  *   dial       OPENED, BLOB..., CLOSED; or CLOSED alone when the dial failed.
  *   dialer     for each connection: OPENED, BLOB..., CLOSED (cookie = the
  *              dialer); RETRY after each failure or drop; CLOSED (src = the

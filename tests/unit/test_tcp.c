@@ -1274,8 +1274,9 @@ static void test_errors_and_names(void **state)
     assert_int_equal(
         wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "no-such-host.invalid", port, NULL, &c4), 0);
     assert_true(wait_rec(&cli, WB_EV_TCP_CLOSED, c4, 0, &r) >= 0);
-    assert_int_equal(r.status, WB_ENOENT);
-    assert_non_null(strstr(r.text, "resolve no-such-host.invalid"));
+    /* WB_EIO when the machine has no resolver to ask at all. */
+    assert_true(r.status == WB_ENOENT || r.status == WB_EIO);
+    assert_non_null(strstr(r.text, "resolve no-such-host.invalid: "));
 
     /* Messages sent before the connection opens wait for it. */
     uint64_t c5;
