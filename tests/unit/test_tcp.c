@@ -201,6 +201,16 @@ static int count_rec(peer_t *p, uint16_t type)
     return n;
 }
 
+static int has_rec(peer_t *p, uint16_t type, uint64_t src)
+{
+    int found = 0;
+    pthread_mutex_lock(&p->m);
+    for (size_t i = 0; i < p->nrec; i++)
+        found |= p->recs[i].type == type && p->recs[i].src == src;
+    pthread_mutex_unlock(&p->m);
+    return found;
+}
+
 static size_t nrec(peer_t *p)
 {
     pthread_mutex_lock(&p->m);
@@ -352,6 +362,27 @@ static uint16_t free_port(void)
     socklen_t len = sizeof(a);
     getsockname(fd, (struct sockaddr *)&a, &len);
     close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* A port whose SYNs go unanswered: a listener with a backlog of 0 whose
+ * queue is already full (Linux drops further SYNs). fds: the listener and
+ * two fillers, for the caller to close. */
+static uint16_t hang_port(int fds[3])
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 0), 0);
+    socklen_t len = sizeof(a);
+    getsockname(l, (struct sockaddr *)&a, &len);
+    fds[0] = l;
+    for (int i = 1; i < 3; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fds[i], (struct sockaddr *)&a, sizeof(a));
+    }
+    sleep_ms(50);
     return ntohs(a.sin_port);
 }
 
@@ -1242,7 +1273,7 @@ static void test_errors_and_names(void **state)
     assert_true(wait_rec(&srv, WB_EV_TCP_LISTENING, lid, 0, &r) >= 0);
     assert_int_equal(r.status, 0);
     uint16_t port = (uint16_t)r.cookie;
-    char want[32];
+    char want[80];
     snprintf(want, sizeof(want), "127.0.0.1:%u", (unsigned)port);
     assert_string_equal(r.text, want);
 
@@ -1277,6 +1308,21 @@ static void test_errors_and_names(void **state)
     /* WB_EIO when the machine has no resolver to ask at all. */
     assert_true(r.status == WB_ENOENT || r.status == WB_EIO);
     assert_non_null(strstr(r.text, "resolve no-such-host.invalid: "));
+
+    /* A listener that never answers: the attempt times out. */
+    int hang[3];
+    uint16_t hport = hang_port(hang);
+    uint64_t c7;
+    wb_tcp_opts_init(&o);
+    o.connect_timeout_ms = 200;
+    assert_int_equal(wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "127.0.0.1", hport, &o, &c7), 0);
+    assert_true(wait_rec(&cli, WB_EV_TCP_CLOSED, c7, 0, &r) >= 0);
+    snprintf(want, sizeof(want), "connect 127.0.0.1:%u: timed out after 200 ms", (unsigned)hport);
+    assert_int_equal(r.status, WB_ETIMEDOUT);
+    assert_string_equal(r.text, want);
+    assert_false(has_rec(&cli, WB_EV_TCP_OPENED, c7));
+    for (int i = 0; i < 3; i++)
+        close(hang[i]);
 
     /* Messages sent before the connection opens wait for it. */
     uint64_t c5;
@@ -1356,13 +1402,17 @@ static void test_stop_with_everything_open(void **state)
      * lane): the inbox fills, the net lane holds a blob and a stash. */
     for (int i = 0; i < 64; i++)
         send_text(rt, conn, NULL, 3000);
-    /* A connection that will hang in SYN_SENT, and a lingering close. */
-    assert_int_equal(wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "10.255.255.1", 9, NULL, &pend), 0);
+    /* A connection hanging in SYN_SENT, and one resolving a name. */
+    int hang[3];
+    assert_int_equal(
+        wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "127.0.0.1", hang_port(hang), NULL, &pend), 0);
     assert_int_equal(wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "localhost", port, NULL, &res), 0);
     sleep_ms(100);
     atomic_store(&gate, 1);
     wb_rt_stop(rt);
     rt_free(rt);
+    for (int i = 0; i < 3; i++)
+        close(hang[i]);
     peer_fini(&srv);
     peer_fini(&cli);
 }
