@@ -78,10 +78,12 @@
  * when the runtime's WB_EV_RESUME reaches the connection: the sending peer is
  * held by TCP flow control and nothing is lost or grows. Per connection,
  * memory is bounded by one held blob, one partial message (each at most
- * max_message) and one read buffer.
+ * max_message) and one read buffer. When a connection is closed from this
+ * side (wb_tcp_close, an error, the runtime stopping), what was received but
+ * not yet delivered is dropped, as TCP drops unread data on close.
  *
  * Writing. wb_tcp_send queues one message; the frame header is added here.
- * Messages queued during one loop turn go out in one writev. Queued bytes
+ * Messages queued during one loop turn go out together (a writev per 64). Queued bytes
  * (4 + len per message, counted from wb_tcp_send's arrival on the lane until
  * the write completes) raise BACKPRESSURE above write_high and WRITABLE again
  * at write_low. Passing write_hard_cap closes the connection with
@@ -102,7 +104,9 @@
  * delay in [c/2, c] with c = min(reconnect_max_ms, reconnect_min_ms * 2^n),
  * n counting failures since the last connection that lasted at least
  * reconnect_reset_ms: growing, capped, and spread so that many clients of a
- * restarted server do not return together. Each connection gets a new id.
+ * restarted server do not return together. (Not "full jitter" [0, c]: a
+ * delay near 0 would hammer a server that just went away.) Each connection
+ * gets a new id.
  *
  * Every connection has TCP_NODELAY set.
  */
