@@ -63,7 +63,7 @@ static inline wb_value_t wb_val_real(double d)
     wb_value_t v = {.type = WB_VAL_REAL, .u.d = d};
     return v;
 }
-wb_value_t wb_val_text(const char *s); /* strlen(s) bytes */
+wb_value_t wb_val_text(const char *s); /* strlen(s) bytes; NULL gives a NULL value */
 static inline wb_value_t wb_val_blob(const void *p, size_t n)
 {
     wb_value_t v = {.type = WB_VAL_BLOB, .u.s = {p, n}};
@@ -81,12 +81,12 @@ typedef struct {
 } wb_db_op_t;
 
 typedef struct {
-    const char *path;                /* database file; ":memory:" for tests */
-    const char *const *migrations;   /* migrations[i] brings user_version i -> i+1 */
+    const char *path;              /* database file; ":memory:" for tests */
+    const char *const *migrations; /* migrations[i] brings user_version i -> i+1 */
     size_t n_migrations;
-    const wb_db_op_t *ops;           /* named operations, addressed by index */
+    const wb_db_op_t *ops; /* named operations, addressed by index */
     size_t n_ops;
-    int busy_timeout_ms;             /* default 5000 */
+    int busy_timeout_ms; /* default 5000 */
 } wb_db_config_t;
 
 enum {
@@ -110,8 +110,30 @@ wb_event_t *wb_db_request_op(uint32_t op, const wb_value_t *binds, size_t n, uns
  * cfg and everything it points to must outlive the runtime. */
 int wb_db_attach(wb_rt_t *rt, const wb_db_config_t *cfg);
 
+/* The lane's counters, snapshot when the stats request is taken (in order
+ * with other requests: a transaction still open then is not yet counted). */
+typedef struct {
+    uint64_t requests;        /* SQL and op requests taken (not stats ones) */
+    uint64_t errors;          /* of which answered with an error */
+    uint64_t commits;         /* transactions committed */
+    uint64_t durable_commits; /* of which with synchronous=FULL */
+    uint64_t rollbacks;       /* transactions undone whole (by SQLite or a failed COMMIT) */
+    uint64_t max_batch;       /* most requests in one transaction */
+    uint64_t cache_hits;      /* SQL requests that found their statement prepared */
+    uint64_t cache_misses;    /* SQL requests that had to prepare it */
+} wb_db_stats_t;
+
+/* A request for the lane's counters; route and send it like any other. */
+wb_event_t *wb_db_request_stats(void);
+
+/* Read the counters from the result of wb_db_request_stats(). Returns 0, or
+ * WB_EINVAL when res is not such a result. */
+int wb_db_result_stats(const wb_event_t *res, wb_db_stats_t *out);
+
 /* Reading a WB_EV_DB_RESULT event. All return 0/NULL-safe values for an
- * error result. Values point into the event: valid while it lives. */
+ * error result. Values point into the event: valid while it lives.
+ * wb_db_result_value returns 0, WB_ENOENT when row or col is out of range,
+ * or WB_EINVAL for an error result or a malformed event; *out is then NULL. */
 int64_t wb_db_result_rowid(const wb_event_t *res);   /* last insert rowid */
 int64_t wb_db_result_changes(const wb_event_t *res); /* rows changed */
 size_t wb_db_result_nrows(const wb_event_t *res);
