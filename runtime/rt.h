@@ -47,9 +47,10 @@ typedef struct {
     wb_lane_start_cb on_start;
     /* The inbox is empty for now: flush writes, commit the batch. May be NULL. */
     wb_lane_hook_cb before_sleep;
-    /* The lane is stopping: release everything; on the lane's thread. After
-     * it returns, the lane's loop must have no active handles of the
-     * service's left. May be NULL. */
+    /* The lane is stopping: on the lane's thread, uv_close every handle the
+     * service owns. The lane then runs its loop until those closes have
+     * completed, so the last close callback is where the service may free
+     * its state. May be NULL. */
     wb_lane_hook_cb on_stop;
     void *ctx;
 } wb_lane_service_t;
@@ -88,8 +89,9 @@ int wb_rt_set_service(wb_rt_t *rt, wb_lane_t lane, const wb_lane_service_t *svc)
 int wb_rt_start(wb_rt_t *rt);
 
 /* Queue ev for (ev->dst_lane, ev->dst). On 0 the runtime owns ev. On
- * WB_EAGAIN (data event, inbox full: a WB_EV_RESUME will follow) or
- * WB_ECLOSED (the lane has stopped) the caller still owns ev. */
+ * WB_EAGAIN (data event, inbox full: a WB_EV_RESUME will follow),
+ * WB_ECLOSED (the lane has stopped) or WB_ENOMEM (inbox full and no memory
+ * to note the sender: no resume will follow) the caller still owns ev. */
 int wb_rt_send(wb_rt_t *rt, wb_event_t *ev);
 
 /* Run fn(rt, arg) on `lane`'s thread, in order with its events. A control

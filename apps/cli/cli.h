@@ -14,5 +14,7 @@ typedef struct {
 } wb_cli_cmd_t;
 
 int wb_cmd_selfcheck(int argc, char **argv);
+int wb_cmd_kv_server(int argc, char **argv);
+int wb_cmd_kv(int argc, char **argv);
 
 #endif

@@ -26,7 +26,7 @@ enum { EV_BEGIN = WB_EV_USER, EV_PING, EV_PINGS_DONE, EV_NET_ECHO };
 enum { ST_PING, ST_TIMER, ST_DB_WRITE, ST_DB_READ, ST_NET, ST_DONE };
 
 #define PING_ROUNDS 1000000u
-#define TIMER_MS 20
+#define TIMER_MS    20
 #define WATCHDOG_MS 10000
 
 typedef struct {
@@ -192,9 +192,8 @@ static void usage(FILE *f)
 
 int wb_cmd_selfcheck(int argc, char **argv)
 {
-    static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     const char *db_path = NULL;
     char tmpdir[] = "/tmp/waybill-selfcheck-XXXXXX";
     char tmpdb[sizeof(tmpdir) + 16];

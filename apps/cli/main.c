@@ -10,6 +10,8 @@
 
 static const wb_cli_cmd_t commands[] = {
     {"selfcheck", "start a node, check every lane end to end, print timings", wb_cmd_selfcheck},
+    {"kv-server", "serve a key-value store kept in SQLite", wb_cmd_kv_server},
+    {"kv", "talk to a kv-server: put, get, delete, list, watch", wb_cmd_kv},
 };
 
 static void usage(FILE *f)
