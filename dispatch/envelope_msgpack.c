@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dispatch/envelope.h"
+#include "dispatch/mpcheck.h"
 #include "runtime/error.h"
 
 static _Thread_local msgpack_zone zone;
@@ -58,7 +59,7 @@ static int mp_decode(const uint8_t *buf, size_t len, wb_envelope_t *out)
     size_t off = 0;
     int rc = WB_EPROTO;
 
-    if (buf == NULL || len == 0)
+    if (buf == NULL || len == 0 || wb_mpcheck(buf, len) != 0)
         return WB_EPROTO;
     if (!zone_ready) {
         if (!msgpack_zone_init(&zone, ZONE_CHUNK))
@@ -104,6 +105,8 @@ typedef struct {
 static int wbuf_write(void *data, const char *buf, size_t n)
 {
     wbuf_t *w = data;
+    if (n == 0)
+        return 0;
     if (n > w->cap - w->len) {
         w->overflow = 1;
         return -1;

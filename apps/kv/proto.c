@@ -4,6 +4,7 @@
  * allocation).
  */
 #include "apps/kv/proto.h"
+#include "dispatch/mpcheck.h"
 
 #include <msgpack.h>
 #include <pthread.h>
@@ -32,6 +33,8 @@ void kv_buf_fini(kv_buf_t *b)
 static int buf_write(void *data, const char *src, size_t n)
 {
     kv_buf_t *b = data;
+    if (n == 0)
+        return 0;
     if (n > b->cap - b->len) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->len < n)
@@ -208,7 +211,7 @@ static const msgpack_object *parse(const uint8_t *body, size_t len, uint32_t n, 
         pthread_setspecific(zone_key, &zone);
     }
     msgpack_zone_clear(&zone);
-    if (body == NULL || len == 0)
+    if (body == NULL || len == 0 || wb_mpcheck(body, len) != 0)
         return NULL;
     if (msgpack_unpack((const char *)body, len, &off, &zone, &obj) != MSGPACK_UNPACK_SUCCESS ||
         off != len || obj.type != MSGPACK_OBJECT_ARRAY || (n != 0 && obj.via.array.size != n))

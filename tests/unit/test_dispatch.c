@@ -13,6 +13,7 @@
 
 #include "dispatch/dispatch.h"
 #include "dispatch/envelope.h"
+#include "dispatch/mpcheck.h"
 #include "runtime/error.h"
 #include "runtime/pool.h"
 
@@ -123,6 +124,36 @@ static void test_codec_round_trip(void **state)
     assert_int_equal(wb_codec_msgpack.decode(trailing, sizeof(trailing), &out), WB_EPROTO);
     const uint8_t ok[] = {0x95, 1, 1, 0xc0, 0xc0, 0xc4, 0};
     assert_int_equal(wb_codec_msgpack.decode(ok, sizeof(ok), &out), 0);
+}
+
+/* Counts that promise more elements than there are bytes are refused before
+ * msgpack-c would allocate for them. */
+static void test_mpcheck_bounds(void **state)
+{
+    (void)state;
+    const uint8_t huge_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+    const uint8_t huge_map[] = {0xdf, 0x7f, 0xff, 0xff, 0xff, 0x00};
+    const uint8_t nested[] = {0x95, 0x01, 0x01, 0xc0, 0xc0, 0xdc, 0xff, 0xff};
+    const uint8_t long_bin[] = {0xc6, 0x00, 0x10, 0x00, 0x00, 'x'};
+    const uint8_t unused[] = {0xc1};
+    const uint8_t ok[] = {0x93, 0xc4, 0x02, 'h', 'i', 0x82, 0x01, 0x02, 0x03, 0xc0,
+                          0xcb, 0,    0,    0,   0,   0,    0,    0,    0};
+    assert_int_equal(wb_mpcheck(huge_array, sizeof(huge_array)), WB_EPROTO);
+    assert_int_equal(wb_mpcheck(huge_map, sizeof(huge_map)), WB_EPROTO);
+    assert_int_equal(wb_mpcheck(nested, sizeof(nested)), WB_EPROTO);
+    assert_int_equal(wb_mpcheck(long_bin, sizeof(long_bin)), WB_EPROTO);
+    assert_int_equal(wb_mpcheck(unused, sizeof(unused)), WB_EPROTO);
+    assert_int_equal(wb_mpcheck(ok, sizeof(ok)), 0);
+    assert_int_equal(wb_mpcheck(ok, sizeof(ok) - 1), WB_EPROTO); /* truncated */
+    wb_envelope_t env;
+    assert_int_equal(wb_codec_msgpack.decode(huge_array, sizeof(huge_array), &env), WB_EPROTO);
+    /* An empty body encodes (no NULL memcpy) and decodes. */
+    uint8_t buf[64];
+    size_t len;
+    wb_envelope_t e = {3, 1, 0, 0, NULL, 0};
+    assert_int_equal(wb_codec_msgpack.encode(&e, buf, sizeof(buf), &len), 0);
+    assert_int_equal(wb_codec_msgpack.decode(buf, len, &env), 0);
+    assert_int_equal(env.body_len, 0);
 }
 
 /* ---- rule 1 and 2: request/reply ------------------------------------------------ */
@@ -399,6 +430,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_round_trip),
+        cmocka_unit_test(test_mpcheck_bounds),
         cmocka_unit_test_setup_teardown(test_request_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_and_malformed, setup, teardown),
