@@ -34,6 +34,7 @@ typedef struct {
 typedef struct {
     mag_t cls[WB_POOL_CLASSES];
     int registered;
+    int dead; /* the thread is exiting: its cache is gone, use the depot */
 } cache_t;
 
 static depot_t depots[WB_POOL_CLASSES] = {
@@ -54,6 +55,9 @@ static void cache_destroy(void *arg)
 {
     (void)arg;
     wb_pool_flush_thread();
+    /* Destructors of other keys may still allocate or free after this one:
+     * from now on they go straight to the depot. */
+    cache.dead = 1;
 }
 
 static void cache_key_init(void)
@@ -148,6 +152,12 @@ void *wb_pool_alloc(int c)
 {
     WB_ASSERT(c >= 0 && c < WB_POOL_CLASSES);
     mag_t *m = &cache.cls[c];
+    if (WB_UNLIKELY(cache.dead)) {
+        mag_t one = {NULL, 0};
+        if (refill(c, &one, 1) != 0 || one.head == NULL)
+            return NULL;
+        return one.head;
+    }
     if (m->head == NULL) {
         if (!cache.registered)
             register_thread();
@@ -165,6 +175,12 @@ void wb_pool_free(int c, void *p)
     WB_ASSERT(c >= 0 && c < WB_POOL_CLASSES);
     mag_t *m = &cache.cls[c];
     block_t *b = p;
+    if (WB_UNLIKELY(cache.dead)) {
+        mag_t one = {b, 1};
+        b->next = NULL;
+        spill(c, &one, 1);
+        return;
+    }
     if (!cache.registered)
         register_thread();
     b->next = m->head;
