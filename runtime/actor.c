@@ -69,6 +69,14 @@ int wb__actsys_start(wb_rt_t *rt)
     return 0;
 }
 
+/* An ended actor's memory goes only when nothing points at it: not the run
+ * queue, not the pending-end list. */
+static void maybe_free(wb_actor_t *a)
+{
+    if (a->dead && !a->in_runq && !a->ending)
+        free(a);
+}
+
 /* ---- mailbox and run queue ----------------------------------------------- */
 
 static void runq_push(wb__actsys_t *as, wb_actor_t *a)
@@ -319,8 +327,7 @@ static void end_actor(wb_rt_t *rt, wb_actor_t *a, int status, int notify)
         if (notify && a->parent == 0 && rt->cfg.root_done_cb != NULL)
             rt->cfg.root_done_cb(rt, a->id, status, rt->cfg.user);
     }
-    if (!a->in_runq)
-        free(a);
+    maybe_free(a);
 }
 
 static void mark_ending(wb_rt_t *rt, wb_actor_t *a, int status)
@@ -358,11 +365,12 @@ void wb__actsys_after_callback(wb_rt_t *rt)
         wb_actor_t *a = as->pending_end;
         as->pending_end = a->pending_next;
         a->pending_next = NULL;
+        a->ending = 0; /* off the list */
         /* It may have died meanwhile as the child of another ending actor. */
         if (!a->dead)
             end_actor(rt, a, a->exit_status, 1);
-        else if (!a->in_runq)
-            free(a);
+        else
+            maybe_free(a);
     }
 }
 
@@ -394,7 +402,8 @@ static void run_one(wb_rt_t *rt, wb_actor_t *a, wb_event_t *ev)
 {
     if (ev->type == WB_EV_TIMER && ev->src_lane == WB_LANE_ACTOR && ev->src == 0) {
         wb__timer_t *t = wb_idmap_get(&rt->as.timers, ev->cookie);
-        if (t == NULL || t->owner != a) {
+        /* Only the timer's own event, once it has fired (t->ev handed over). */
+        if (t == NULL || t->owner != a || t->ev != NULL) {
             wb_event_free(ev); /* cancelled after it fired */
             return;
         }
@@ -422,7 +431,8 @@ size_t wb__actsys_run(wb_rt_t *rt, size_t budget)
             break;
         if (a->dead) {
             runq_pop(as);
-            free(a);
+            as->run_used = 0;
+            maybe_free(a);
             continue;
         }
         wb_event_t *ev = mail_take(a);
@@ -436,7 +446,7 @@ size_t wb__actsys_run(wb_rt_t *rt, size_t budget)
             runq_pop(as);
             as->run_used = 0;
             if (a->dead)
-                free(a);
+                maybe_free(a);
             else if (a->mb_head != NULL)
                 runq_push(as, a);
         }
@@ -466,6 +476,14 @@ void wb__actsys_stop(wb_rt_t *rt)
 {
     wb__actsys_t *as = &rt->as;
     wb_actor_t *roots = NULL;
+    /* Forget pending ends: everything goes now, without completions. */
+    while (as->pending_end != NULL) {
+        wb_actor_t *a = as->pending_end;
+        as->pending_end = a->pending_next;
+        a->pending_next = NULL;
+        a->ending = 0;
+        maybe_free(a);
+    }
     /* Discard every tree from its root; no completions at shutdown. */
     wb_idmap_each(&as->actors, collect_roots, &roots);
     while (roots != NULL) {
@@ -475,12 +493,8 @@ void wb__actsys_stop(wb_rt_t *rt)
         if (!a->dead)
             end_actor(rt, a, WB_ECANCELED, 0);
     }
-    while (as->runq_head != NULL) {
-        wb_actor_t *a = runq_pop(as);
-        if (a->dead)
-            free(a);
-    }
-    as->pending_end = NULL;
+    while (as->runq_head != NULL)
+        maybe_free(runq_pop(as));
     if (as->timer_live) {
         uv_timer_stop(&as->uvtimer);
         as->armed_at = UINT64_MAX;

@@ -10,8 +10,11 @@
  *
  * Why our own and not liburcu's wfcqueue or Concurrency Kit's FIFOs: both are
  * written with inline assembly that ThreadSanitizer cannot see, and neither
- * offers the idle mark; this one is C11 atomics throughout. tests/bench/
- * bench_queue.c runs it against both; the figures are in docs/architecture.md.
+ * has the idle mark (wfcqueue's enqueue tells whether the queue was empty,
+ * but empty is not idle: it would wake a consumer that is still draining or
+ * spinning). This one is C11 atomics throughout. It is not faster than
+ * wfcqueue (parity within noise, tests/bench/bench_queue.c; figures in
+ * docs/architecture.md): we keep it for what the tools can check.
  *
  * Threads: any thread may push; only the queue's one consumer may pop or
  * try_idle. The queue never owns memory; events are linked through their

@@ -41,7 +41,7 @@ static inline void stat_add(_Atomic uint64_t *s, uint64_t n)
 void wb_rt_config_init(wb_rt_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->inbox_limit = 65536;
+    cfg->inbox_limit = WB_RT_DEFAULT_INBOX_LIMIT;
     cfg->actor_batch = 64;
 }
 
@@ -64,7 +64,7 @@ int wb_rt_new(wb_rt_t **out, const wb_rt_config_t *cfg)
         return WB_ENOMEM;
     rt->cfg = *cfg;
     if (rt->cfg.inbox_limit == 0)
-        rt->cfg.inbox_limit = 65536;
+        rt->cfg.inbox_limit = WB_RT_DEFAULT_INBOX_LIMIT;
     if (rt->cfg.actor_batch == 0)
         rt->cfg.actor_batch = 64;
     rt->rng = cfg->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
@@ -248,7 +248,7 @@ static void handle(wb__lane_t *l, wb_event_t *ev)
     stat_add(&l->st_events, 1);
     if (rt->trace != NULL)
         rt->trace(rt, l->id, ev, rt->trace_arg);
-    if (l->stopping && !(ev->dst == 0 && ev->type == WB_EV_STOP)) {
+    if ((l->stopping || l->start_failed) && !(ev->dst == 0 && ev->type == WB_EV_STOP)) {
         wb_event_free(ev);
         return;
     }
@@ -263,7 +263,7 @@ static void handle(wb__lane_t *l, wb_event_t *ev)
     }
     if (ev->dst == 0 && ev->type == WB_EV_STOP) {
         wb_event_free(ev);
-        int started = !l->stopping; /* a lane whose start failed has nothing to stop */
+        int started = !l->start_failed; /* a lane whose start failed has nothing to stop */
         l->stopping = 1;
         if (l->id == WB_LANE_ACTOR)
             wb__actsys_stop(rt);
@@ -449,9 +449,9 @@ static void *lane_main(void *arg)
 {
     wb__lane_t *l = arg;
     int err = lane_start_service(l);
-    start_done(l->rt, err);
     if (err != 0)
-        l->stopping = 1;
+        l->start_failed = 1;
+    start_done(l->rt, err);
     /* The async handle may already be pending; run until WB_EV_STOP unrefs it
      * and the service has closed its own handles. */
     uv_run(&l->loop, UV_RUN_DEFAULT);

@@ -55,10 +55,16 @@ typedef struct {
     void *ctx;
 } wb_lane_service_t;
 
+/* Data events an inbox holds before it refuses more. Small on purpose: the
+ * events in flight should stay in the last-level cache (4096 events of 128 to
+ * 256 bytes is 0.5 to 1 MiB); at 65536 the hand-off rate fell from about
+ * 12 M/s to 3 M/s on the reference machine (tests/bench/bench_handoff.c). */
+#define WB_RT_DEFAULT_INBOX_LIMIT 4096
+
 typedef struct {
     int deterministic;    /* 1: single-threaded, seeded stepping, virtual clock */
     uint64_t seed;        /* deterministic mode's scheduling seed */
-    uint32_t inbox_limit; /* data events an inbox may hold (default 65536) */
+    uint32_t inbox_limit; /* data events an inbox may hold (default WB_RT_DEFAULT_INBOX_LIMIT) */
     uint32_t actor_batch; /* messages an actor handles per run before others go (default 64) */
     /* Called on the actor lane when an actor created by the runtime (no
      * parent) ends. May be NULL. */

@@ -29,8 +29,8 @@ typedef struct wb__lane_s {
     long limit, low;
     _Atomic int closed; /* sends now fail with WB_ECLOSED */
     int stopping;       /* lane thread saw WB_EV_STOP */
+    int start_failed;   /* its service's on_start failed: events are dropped */
     int has_loop;       /* uv loop and handles initialised */
-    int woken_by_self;
     wb_lane_service_t svc;
 
     pthread_mutex_t wait_lock;

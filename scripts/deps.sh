@@ -11,7 +11,7 @@ PACKAGES=(
   # tests: unit, sanitizers, fuzzing, leak checks
   libcmocka-dev clang libclang-rt-14-dev valgrind
   # benchmarks: the anchors we measure against in the same run
-  libzmq3-dev liburcu-dev libck-dev
+  libzmq3-dev liburcu-dev libck-dev redis-server redis-tools
 )
 
 missing=()

@@ -30,14 +30,14 @@ run_ctest() { # run_ctest DIR LABEL
 
 stage "build (gcc, RelWithDebInfo)"
 bash scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
-stage "unit tests"
-run_ctest build unit
+stage "unit and interop tests"
+run_ctest build "unit|interop"
 
 stage "build (clang, ASan+UBSan)"
 bash scripts/build.sh build-asan -DCMAKE_C_COMPILER=clang -DWB_SANITIZE=address -DWB_BENCH=OFF || exit 1
-stage "unit tests under ASan+UBSan"
+stage "unit and interop tests under ASan+UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_ctest build-asan unit
+  run_ctest build-asan "unit|interop"
 
 stage "build (clang, TSan)"
 bash scripts/build.sh build-tsan -DCMAKE_C_COMPILER=clang -DWB_SANITIZE=thread -DWB_BENCH=OFF || exit 1
@@ -62,7 +62,7 @@ for fz in build-fuzz/tests/fuzz/fuzz_*; do
 done
 
 stage "valgrind (memcheck, leaks)"
-for t in test_actor test_det test_rt test_db; do
+for t in test_actor test_det test_rt test_db test_tcp test_dispatch; do
   [ -x "build/tests/unit/$t" ] || continue
   if WAYBILL_LOG=off valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
       "build/tests/unit/$t" >/tmp/valgrind.$t.log 2>&1; then

@@ -290,7 +290,10 @@ static void test_bad_input(void **state)
     assert_true(closed_within(fd2, 3000));
     /* Truncated frame then close. */
     int fd3 = raw_connect();
-    write_all(fd3, "\x00\x00\x01\x00abc", 7);
+    write_all(fd3,
+              "\x00\x00\x01\x00"
+              "abc",
+              7);
     close(fd3);
     /* Unknown type and a reply to nothing: dropped; a malformed body: an error. */
     raw_send(fd, 99, 1, "", 0);
@@ -319,7 +322,7 @@ static void test_flooder_held(void **state)
     kv_enc_key_value(&b, (kv_bytes_t){(const uint8_t *)"flood", 5},
                      (kv_bytes_t){value, sizeof(value)});
     uint8_t frame[4 + 256 + sizeof(value)];
-    uint64_t sent = 0, id = 1;
+    uint64_t id = 1;
     uint64_t end = now_ms() + 3000;
     int blocked = 0;
     size_t off = 0, flen = 0;
@@ -339,7 +342,6 @@ static void test_flooder_held(void **state)
         ssize_t w = write(fd, frame + off, flen - off);
         if (w > 0) {
             off += (size_t)w;
-            sent += (size_t)w;
         } else if (errno == EAGAIN) {
             blocked = 1;
             break;

@@ -108,6 +108,7 @@ static int h_start(h_t *h, int det, const wb_db_config_t *cfg)
     wb_rt_config_init(&rc);
     rc.deterministic = det;
     rc.seed = 7;
+    rc.inbox_limit = 65536; /* tests queue whole batches before the lane runs */
     assert_int_equal(wb_rt_new(&h->rt, &rc), 0);
     assert_int_equal(wb_db_attach(h->rt, &h->cfg), 0);
     assert_int_equal(wb_actor_spawn(h->rt, NULL, &coll_def, &h->c, &h->coll), 0);
@@ -223,17 +224,6 @@ static sqlite3 *raw_open(const char *path)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 2000);
     return db;
-}
-
-/* A threaded lane whose on_start fails can miss its WB_EV_STOP when an event
- * (here the db state event) was queued before start: rt.c's lane_turn
- * returns on `stopping` without marking the inbox idle again, so the STOP
- * push never wakes it and wb_rt_start never returns. Until that is fixed the
- * threaded start-failure cases are skipped; the deterministic ones run. */
-static void skip_threaded_start_failure(int det)
-{
-    if (!det && getenv("WB_TEST_THREADED_START_FAILURE") == NULL)
-        skip();
 }
 
 /* ---- values round trip ------------------------------------------------------ */
@@ -425,7 +415,6 @@ static void test_named_ops(void **state)
 static void test_bad_op_fails_start(void **state)
 {
     int det = *(int *)*state;
-    skip_threaded_start_failure(det);
     char path[256];
     tpath(path, sizeof(path), "badop");
     static const wb_db_op_t ops[] = {{"ok", "SELECT 1"}, {"broken", "SELEKT nothing"}};
@@ -743,7 +732,6 @@ static void write_file(const char *path, const void *p, size_t n)
 static void test_corrupt(void **state)
 {
     int det = *(int *)*state;
-    skip_threaded_start_failure(det);
     char path[256];
     tpath(path, sizeof(path), "corrupt");
     unsigned char junk[8192];
@@ -774,7 +762,6 @@ static const char *const mig_four_bad[] = {
 static void test_migrations(void **state)
 {
     int det = *(int *)*state;
-    skip_threaded_start_failure(det);
     char path[256];
     tpath(path, sizeof(path), "migrate");
     wb_db_config_t cfg = simple_cfg(path, mig_three, 3);
@@ -838,6 +825,12 @@ static wb_event_t *raw_req(const void *p, size_t n)
     return wb_event_new_copy(WB_EV_DB_REQUEST, p, n);
 }
 
+static void free_ext(void *data, size_t len)
+{
+    (void)len;
+    free(data);
+}
+
 static void test_malformed(void **state)
 {
     int det = *(int *)*state;
@@ -899,6 +892,18 @@ static void test_malformed(void **state)
     buf[sizeof(x)] = WB_VAL_NULL;
     assert_int_equal(h_req(&h, raw_req(buf, sizeof(x) + 3))->status, WB_EINVAL);
     assert_int_equal(h_req(&h, raw_req(buf, sizeof(x) + 1))->status, 0);
+
+    /* a request whose payload lives outside the event */
+    wb_event_t *in = wb_db_request_sql("SELECT 7 * 6", NULL, 0, 0);
+    void *copy = malloc(in->len);
+    memcpy(copy, in->data, in->len);
+    wb_event_t *ext = wb_event_new_ext(WB_EV_DB_REQUEST, copy, in->len, free_ext);
+    wb_event_free(in);
+    wb_event_t *r = h_req(&h, ext);
+    assert_int_equal(r->status, 0);
+    wb_value_t v42;
+    assert_int_equal(wb_db_result_value(r, 0, 0, &v42), 0);
+    assert_int_equal(v42.u.i, 42);
 
     /* SQL the lane refuses */
     wb_event_t *res = h_sql(&h, "SELECT 1; SELECT 2", NULL, 0);

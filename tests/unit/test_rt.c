@@ -291,7 +291,7 @@ static void ext_free(void *data, size_t len)
 static void test_shutdown_frees_queued(void **state)
 {
     (void)state;
-    wb_rt_t *rt = start_rt(0, NULL, NULL);
+    wb_rt_t *rt = start_rt(32768, NULL, NULL);
     static sink_t s;
     memset(&s, 0, sizeof(s));
     latch_init(&s.done);
