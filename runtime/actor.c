@@ -34,6 +34,8 @@ struct wb_actor_s {
     wb_actor_t *first_child, *sib_prev, *sib_next;
     wb__timer_t *timers;
     wb_event_t *done_ev; /* completion for the parent, allocated up front */
+    uint64_t *waiters;   /* actors refused by a full mailbox, owed a resume */
+    size_t nwaiters, capwaiters;
 
     int ending; /* on the pending list */
     int exit_status;
@@ -127,6 +129,42 @@ static wb_event_t *mail_take(wb_actor_t *a)
     a->mb_count--;
     link_set(ev, NULL);
     return ev;
+}
+
+/* Tell every actor refused by a's full mailbox that it may send again. */
+static void resume_waiters(wb_actor_t *a)
+{
+    wb__actsys_t *as = &a->rt->as;
+    for (size_t i = 0; i < a->nwaiters; i++) {
+        wb_actor_t *w = wb_idmap_get(&as->actors, a->waiters[i]);
+        if (w == NULL || w->dead)
+            continue;
+        wb_event_t *ev = wb_event_new(WB_EV_RESUME, 0);
+        if (ev == NULL)
+            continue;
+        ev->flags |= WB_EVF_CONTROL;
+        ev->status = WB_LANE_ACTOR;
+        wb_event_route(ev, WB_LANE_ACTOR, a->id, WB_LANE_ACTOR, w->id);
+        mail_append(w, ev);
+    }
+    a->nwaiters = 0;
+}
+
+static int add_waiter(wb_actor_t *a, uint64_t id)
+{
+    for (size_t i = 0; i < a->nwaiters; i++)
+        if (a->waiters[i] == id)
+            return 0;
+    if (a->nwaiters == a->capwaiters) {
+        size_t ncap = a->capwaiters ? a->capwaiters * 2 : 4;
+        uint64_t *nw = realloc(a->waiters, ncap * sizeof(*nw));
+        if (nw == NULL)
+            return WB_ENOMEM;
+        a->waiters = nw;
+        a->capwaiters = ncap;
+    }
+    a->waiters[a->nwaiters++] = id;
+    return 0;
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -309,6 +347,9 @@ static void end_actor(wb_rt_t *rt, wb_actor_t *a, int status, int notify)
         if (a->sib_next != NULL)
             a->sib_next->sib_prev = a->sib_prev;
     }
+    resume_waiters(a); /* their next send learns it is gone */
+    free(a->waiters);
+    a->waiters = NULL;
     wb_idmap_del(&as->actors, a->id);
     wb_debug("actor", "ended %s #%llu status %d", a->def->name ? a->def->name : "?",
              (unsigned long long)a->id, status);
@@ -392,6 +433,11 @@ int wb_actor_send(wb_rt_t *rt, wb_actor_t *self, uint64_t to, wb_event_t *ev)
     wb_actor_t *a = wb_idmap_get(&rt->as.actors, to);
     if (a == NULL || a->dead || a->ending)
         return WB_ENOENT;
+    if (!(ev->flags & WB_EVF_CONTROL) && a->mb_count >= rt->cfg.mailbox_limit) {
+        if (self != NULL && add_waiter(a, self->id) != 0)
+            return WB_ENOMEM;
+        return WB_EAGAIN;
+    }
     wb_event_route(ev, WB_LANE_ACTOR, self != NULL ? self->id : 0, WB_LANE_ACTOR, to);
     mail_append(a, ev);
     return 0;
@@ -436,6 +482,8 @@ size_t wb__actsys_run(wb_rt_t *rt, size_t budget)
             continue;
         }
         wb_event_t *ev = mail_take(a);
+        if (a->nwaiters > 0 && a->mb_count <= rt->cfg.mailbox_limit / 2)
+            resume_waiters(a);
         if (ev != NULL) {
             run_one(rt, a, ev);
             done++;

@@ -44,8 +44,11 @@ int wb_actor_spawn(wb_rt_t *rt, wb_actor_t *parent, const wb_actor_def_t *def, v
                    uint64_t *id);
 
 /* Send ev to actor `to` on this lane, as `self` (ev->src is set to self's id;
- * self may be NULL for the runtime). On 0 the runtime owns ev; WB_ENOENT when
- * no such actor (the caller keeps ev). */
+ * self may be NULL for the runtime). On 0 the runtime owns ev. Otherwise the
+ * caller keeps ev: WB_ENOENT when no such actor; WB_EAGAIN when ev is a data
+ * event and the target's mailbox already holds mailbox_limit messages — self
+ * then gets one WB_EV_RESUME (src = the target) when that mailbox has drained
+ * to half, or the target is gone; WB_ENOMEM when self could not be noted. */
 int wb_actor_send(wb_rt_t *rt, wb_actor_t *self, uint64_t to, wb_event_t *ev);
 
 /* End self once its handler returns: children discarded, parent told. */

@@ -43,6 +43,7 @@ void wb_rt_config_init(wb_rt_config_t *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->inbox_limit = WB_RT_DEFAULT_INBOX_LIMIT;
     cfg->actor_batch = 64;
+    cfg->mailbox_limit = WB_RT_DEFAULT_INBOX_LIMIT;
 }
 
 int wb_rt_is_deterministic(const wb_rt_t *rt)
@@ -67,6 +68,8 @@ int wb_rt_new(wb_rt_t **out, const wb_rt_config_t *cfg)
         rt->cfg.inbox_limit = WB_RT_DEFAULT_INBOX_LIMIT;
     if (rt->cfg.actor_batch == 0)
         rt->cfg.actor_batch = 64;
+    if (rt->cfg.mailbox_limit == 0)
+        rt->cfg.mailbox_limit = WB_RT_DEFAULT_INBOX_LIMIT;
     rt->rng = cfg->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     if (rt->rng == 0)
         rt->rng = 1;
@@ -361,7 +364,7 @@ static void lane_turn(wb__lane_t *l)
             if (!wb_mpscq_empty(&l->q))
                 continue;
         }
-        if (l->svc.before_sleep != NULL)
+        if (l->svc.before_sleep != NULL && !l->start_failed)
             l->svc.before_sleep(rt, l->svc.ctx);
         if (l->id == WB_LANE_ACTOR)
             wb__actsys_arm(rt);

@@ -62,10 +62,12 @@ typedef struct {
 #define WB_RT_DEFAULT_INBOX_LIMIT 4096
 
 typedef struct {
-    int deterministic;    /* 1: single-threaded, seeded stepping, virtual clock */
-    uint64_t seed;        /* deterministic mode's scheduling seed */
-    uint32_t inbox_limit; /* data events an inbox may hold (default WB_RT_DEFAULT_INBOX_LIMIT) */
-    uint32_t actor_batch; /* messages an actor handles per run before others go (default 64) */
+    int deterministic;      /* 1: single-threaded, seeded stepping, virtual clock */
+    uint64_t seed;          /* deterministic mode's scheduling seed */
+    uint32_t inbox_limit;   /* data events an inbox may hold (default WB_RT_DEFAULT_INBOX_LIMIT) */
+    uint32_t actor_batch;   /* messages an actor handles per run before others go (default 64) */
+    uint32_t mailbox_limit; /* messages an actor's mailbox holds before local data sends
+                               are refused (default WB_RT_DEFAULT_INBOX_LIMIT) */
     /* Called on the actor lane when an actor created by the runtime (no
      * parent) ends. May be NULL. */
     void (*root_done_cb)(wb_rt_t *rt, uint64_t actor, int status, void *user);
