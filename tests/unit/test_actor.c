@@ -118,7 +118,7 @@ static void ext_free(void *data, size_t len)
 
 static wb_event_t *ext_msg(void)
 {
-    wb_event_t *ev = wb_event_new_ext(WB_EV_USER, malloc(8), 8, ext_free);
+    wb_event_t *ev = wb_event_new_ext(WB_EV_USER, calloc(1, 8), 8, ext_free);
     assert_non_null(ev);
     return ev;
 }

@@ -398,6 +398,9 @@ static void test_credit_flow(void **state)
     assert_int_equal(wb_conv_send(cl.c, 6, buf, chunk, NULL), 0);
     pump();
     assert_int_equal(server_conv.msgs, sent + 1);
+    wb_conv_close(cl.c, 0); /* cl lives on this stack */
+    pump();
+    assert_int_equal(server_conv.ended, 1);
 }
 
 /* ---- peers leaving ------------------------------------------------------------------- */
