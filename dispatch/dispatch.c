@@ -35,6 +35,11 @@ typedef struct {
     void *arg;
 } type_handler_t;
 
+typedef struct {
+    wb_row_cb cb;
+    void *arg;
+} row_handler_t;
+
 struct wb_conv_s {
     wb_dispatch_t *d;
     uint64_t peer, id;
@@ -50,6 +55,7 @@ struct wb_dispatch_s {
     wb_dispatch_config_t cfg;
     wb_idmap_t peers;
     wb_idmap_t types; /* key type + 1 */
+    wb_idmap_t rows;  /* key type + 1 */
     wb_theap_t deadlines;
     wb_dispatch_stats_t st;
 };
@@ -77,6 +83,7 @@ int wb_dispatch_new(wb_dispatch_t **out, const wb_dispatch_config_t *cfg)
         d->cfg.max_message = 1u << 20;
     wb_idmap_init(&d->peers);
     wb_idmap_init(&d->types);
+    wb_idmap_init(&d->rows);
     wb_theap_init(&d->deadlines);
     *out = d;
     return 0;
@@ -420,6 +427,28 @@ int wb_dispatch_on_type(wb_dispatch_t *d, uint32_t type, wb_type_cb cb, void *ar
     return 0;
 }
 
+int wb_dispatch_on_row(wb_dispatch_t *d, uint32_t type, wb_row_cb cb, void *arg)
+{
+    uint64_t key = (uint64_t)type + 1;
+    row_handler_t *h = wb_idmap_get(&d->rows, key);
+    if (cb == NULL) {
+        free(wb_idmap_del(&d->rows, key));
+        return 0;
+    }
+    if (h == NULL) {
+        h = malloc(sizeof(*h));
+        if (h == NULL)
+            return WB_ENOMEM;
+        if (wb_idmap_put(&d->rows, key, h) != 0) {
+            free(h);
+            return WB_ENOMEM;
+        }
+    }
+    h->cb = cb;
+    h->arg = arg;
+    return 0;
+}
+
 /* A message inside a conversation that is for the dispatcher itself. */
 static int conv_control(wb_dispatch_t *d, peer_t *p, wb_conv_t *c, const wb_envelope_t *env)
 {
@@ -505,8 +534,16 @@ int wb_dispatch_input(wb_dispatch_t *d, uint64_t peer, wb_event_t *blob, uint64_
             rc = 0;
         }
     } else if (m.env.regards != 0) {
-        /* Rule 3. */
-        if (m.conv == NULL) {
+        /* Rule 3, or rule 5 when no live conversation has that id. */
+        row_handler_t *rh = m.conv == NULL && m.env.regards <= INT64_MAX
+                                ? wb_idmap_get(&d->rows, (uint64_t)m.env.type + 1)
+                                : NULL;
+        if (rh != NULL) {
+            d->st.by_row++;
+            handler = "row";
+            rh->cb(d, &m, (int64_t)m.env.regards, rh->arg);
+            rc = 0;
+        } else if (m.conv == NULL) {
             rc = WB_ENOENT;
         } else if (m.env.type == WB_MSG_CREDIT || m.env.type == WB_MSG_CONV_END) {
             handler = "conversation-control";
@@ -634,6 +671,8 @@ void wb_dispatch_free(wb_dispatch_t *d)
     free(ids);
     wb_idmap_each(&d->types, free_handler, NULL);
     wb_idmap_fini(&d->types);
+    wb_idmap_each(&d->rows, free_handler, NULL);
+    wb_idmap_fini(&d->rows);
     wb_idmap_fini(&d->peers);
     wb_theap_fini(&d->deadlines);
     free(d);

@@ -13,6 +13,9 @@
  *      whole life. With both set, in_reply_to picks the handler and the
  *      message carries the conversation (m->conv) so the handler reaches it;
  *   4. nothing registered: dropped and counted, never a crash;
+ *   5. in_regards_to naming a database row, for a type registered with
+ *      wb_dispatch_on_row: the row handler, which sends it on to the database
+ *      lane to run there (dispatch/endpoint.h: wb_endpoint_on_row);
  *   6. per-conversation credit: a receiver grants bytes; a sender without
  *      credit is refused (WB_EAGAIN) and told by on_credit when it may go on.
  *
@@ -69,7 +72,7 @@ typedef struct {
 } wb_dispatch_config_t;
 
 typedef struct {
-    uint64_t received, by_type, by_reply, by_conv;
+    uint64_t received, by_type, by_reply, by_conv, by_row;
     uint64_t dropped_unknown;   /* rule 4 */
     uint64_t dropped_malformed; /* undecodable header */
     uint64_t timeouts;
@@ -107,6 +110,15 @@ typedef void (*wb_type_cb)(wb_dispatch_t *d, const wb_msg_t *m, void *arg);
 
 /* Register (or replace, or with cb NULL remove) the handler for `type`. */
 int wb_dispatch_on_type(wb_dispatch_t *d, uint32_t type, wb_type_cb cb, void *arg);
+
+/* ---- rule 5: handlers keyed by a database rowid ----------------------------- */
+
+/* A message of a row type whose in_regards_to (the rowid) names no live
+ * conversation. The callback usually hands it to the database lane. */
+typedef void (*wb_row_cb)(wb_dispatch_t *d, const wb_msg_t *m, int64_t rowid, void *arg);
+
+/* Register (or with cb NULL remove) the row handler for `type`. */
+int wb_dispatch_on_row(wb_dispatch_t *d, uint32_t type, wb_row_cb cb, void *arg);
 
 /* ---- sending and rule 2: one-shot reply handlers ------------------------- */
 

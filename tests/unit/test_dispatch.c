@@ -403,6 +403,66 @@ static void test_credit_flow(void **state)
     assert_int_equal(server_conv.ended, 1);
 }
 
+/* ---- rule 5: rows ------------------------------------------------------------------- */
+
+typedef struct {
+    int calls;
+    int64_t rowid;
+    uint64_t msg_id;
+    char body[16];
+} row_seen_t;
+
+static void on_row(wb_dispatch_t *d, const wb_msg_t *m, int64_t rowid, void *arg)
+{
+    row_seen_t *r = arg;
+    (void)d;
+    r->calls++;
+    r->rowid = rowid;
+    r->msg_id = m->env.id;
+    size_t n = m->env.body_len < 15 ? m->env.body_len : 15;
+    memcpy(r->body, m->env.body, n);
+    r->body[n] = 0;
+}
+
+static void test_row_handlers(void **state)
+{
+    (void)state;
+    row_seen_t r = {0};
+    conv_state_t cl = {0};
+    memset(&server_conv, 0, sizeof(server_conv));
+    assert_int_equal(wb_dispatch_on_row(B, 20, on_row, &r), 0);
+    assert_int_equal(wb_dispatch_on_type(B, 5, accept_conv, NULL), 0);
+    /* Regarding row 12345: the row handler, keyed by the rowid. */
+    uint64_t id;
+    assert_int_equal(wb_dispatch_send(A, PEER_B, 20, 0, 12345, "next", 4, &id), 0);
+    pump();
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.rowid, 12345);
+    assert_int_equal(r.msg_id, id);
+    assert_string_equal(r.body, "next");
+    /* A live conversation with that id wins (rule 3). */
+    assert_int_equal(wb_conv_open(A, PEER_B, 5, NULL, 0, &cv_def, &cl, &cl.c), 0);
+    pump();
+    assert_int_equal(wb_conv_send(cl.c, 20, "conv", 4, NULL), 0);
+    pump();
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(server_conv.msgs, 1);
+    /* Another type regarding a row nobody serves: dropped (rule 4). */
+    assert_int_equal(wb_dispatch_send(A, PEER_B, 21, 0, 777, "x", 1, NULL), 0);
+    pump();
+    assert_int_equal(r.calls, 1);
+    wb_dispatch_stats_t st;
+    wb_dispatch_stats(B, &st);
+    assert_int_equal(st.by_row, 1);
+    assert_int_equal(st.dropped_unknown, 1);
+    /* Removed: dropped too. */
+    assert_int_equal(wb_dispatch_on_row(B, 20, NULL, NULL), 0);
+    assert_int_equal(wb_dispatch_send(A, PEER_B, 20, 0, 12345, "y", 1, NULL), 0);
+    pump();
+    assert_int_equal(r.calls, 1);
+    wb_conv_close(cl.c, 0);
+}
+
 /* ---- peers leaving ------------------------------------------------------------------- */
 
 static void test_peer_removed(void **state)
@@ -439,6 +499,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_and_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conversation_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credit_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_row_handlers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_removed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
