@@ -139,6 +139,12 @@ static int oom(db_t *s)
     return WB_ENOMEM;
 }
 
+static int too_big(db_t *s)
+{
+    snprintf(s->msg, sizeof(s->msg), "result larger than %u bytes", WB_DB_MAX_PAYLOAD);
+    return WB_ETOOBIG;
+}
+
 static int authorize(void *arg, int action, const char *a, const char *b, const char *c,
                      const char *d)
 {
@@ -402,7 +408,8 @@ static void deliver(db_t *s, const wb_event_t *req, wb_event_t *res)
         txn_commit(s);
 }
 
-static wb_event_t *stats_result(db_t *s)
+/* The counters as one row in the result buffer. */
+static void stats_rows(db_t *s)
 {
     enum { N = sizeof(wb_db_stats_t) / sizeof(uint64_t) };
     uint64_t f[N];
@@ -413,7 +420,6 @@ static wb_event_t *stats_result(db_t *s)
         wb_value_t v = wb_val_int((int64_t)f[i]);
         wb__db_res_value(&s->rb, &v);
     }
-    return wb__db_res_finish(&s->rb, 0, 0);
 }
 
 /* ---- requests --------------------------------------------------------------- */
@@ -494,8 +500,8 @@ static void collect_row(db_t *s, sqlite3_stmt *st, int ncols)
     }
 }
 
-/* Run the bound statement; *out gets the success result. */
-static int execute(db_t *s, sqlite3_stmt *st, int durable, wb_event_t **out)
+/* Run the bound statement; on success its rows are in s->rb. */
+static int execute(db_t *s, sqlite3_stmt *st, int durable, int64_t *rowid, int64_t *changes)
 {
     if (s->in_txn && durable && !s->txn_full)
         txn_commit(s);
@@ -516,17 +522,14 @@ static int execute(db_t *s, sqlite3_stmt *st, int durable, wb_event_t **out)
     }
     if (rc == SQLITE_DONE) {
         /* sqlite3_changes64 keeps the last DML's count through other statements. */
-        int64_t changes = sqlite3_total_changes64(s->db) != before ? sqlite3_changes64(s->db) : 0;
-        *out = wb__db_res_finish(&s->rb, sqlite3_last_insert_rowid(s->db), changes);
-        return *out != NULL ? 0 : oom(s);
+        *changes = sqlite3_total_changes64(s->db) != before ? sqlite3_changes64(s->db) : 0;
+        *rowid = sqlite3_last_insert_rowid(s->db);
+        return 0;
     }
     if (rc == SQLITE_ROW) {
         /* The rows do not fit; for a write statement (RETURNING) what it
          * did so far stays, as with any statement reset before its end. */
-        if (s->rb.err != WB_ETOOBIG)
-            return oom(s);
-        bad(s, "result larger than %u bytes", WB_DB_MAX_PAYLOAD);
-        return WB_ETOOBIG;
+        return s->rb.err == WB_ETOOBIG ? too_big(s) : oom(s);
     }
     int code = sql_fail(s, rc);
     sqlite3_reset(st);
@@ -535,13 +538,16 @@ static int execute(db_t *s, sqlite3_stmt *st, int durable, wb_event_t **out)
     return code;
 }
 
-static void handle_request(db_t *s, wb_event_t *req)
+/* Answer req. Returns 1 when req itself became the result (then it is no
+ * longer the caller's), 0 when the caller still owns and must free it. */
+static int handle_request(db_t *s, wb_event_t *req)
 {
     const unsigned char *p = req->data;
     size_t len = req->len, off = sizeof(wb__db_req_hdr_t);
     wb__db_req_hdr_t h;
     sqlite3_stmt *st = NULL;
     wb_event_t *res = NULL;
+    int64_t rowid = 0, changes = 0;
     int code = WB_EINVAL;
 
     if (p == NULL || len < sizeof(h)) {
@@ -554,8 +560,8 @@ static void handle_request(db_t *s, wb_event_t *req)
         goto reply;
     }
     if (h.kind == WB__DB_REQ_STATS) {
-        res = stats_result(s);
-        code = res != NULL ? 0 : oom(s);
+        stats_rows(s);
+        code = 0;
         goto reply;
     }
     s->st.requests++;
@@ -580,12 +586,21 @@ static void handle_request(db_t *s, wb_event_t *req)
     }
     code = bind_all(s, st, p + off, len - off, h.nbinds);
     if (code == 0)
-        code = execute(s, st, h.flags & WB_DB_DURABLE, &res);
+        code = execute(s, st, h.flags & WB_DB_DURABLE, &rowid, &changes);
 
 reply:
     if (st != NULL) {
         sqlite3_reset(st);
-        sqlite3_clear_bindings(st); /* they point into req, freed next */
+        sqlite3_clear_bindings(st); /* they point into req, overwritten or freed next */
+    }
+    if (code == 0) {
+        /* Most results (a write's rowid and changes, a few small rows) fit
+         * in the request's own block: it goes back as the answer, and no
+         * pool block has to cross threads. */
+        if (wb__db_res_finish_into(&s->rb, req, rowid, changes) == 0)
+            res = req;
+        else if ((res = wb__db_res_finish(&s->rb, rowid, changes)) == NULL)
+            code = s->rb.err == WB_ETOOBIG ? too_big(s) : oom(s);
     }
     if (res == NULL) {
         WB_ASSERT(code < 0);
@@ -594,10 +609,11 @@ reply:
             wb_error("db", "out of memory: request %llu of lane %u goes unanswered",
                      (unsigned long long)req->cookie, req->src_lane);
             wb_rt_count_drop(s->rt, WB_LANE_DB);
-            return;
+            return 0;
         }
     }
     deliver(s, req, res);
+    return res == req;
 }
 
 /* ---- open and close --------------------------------------------------------- */
@@ -798,7 +814,8 @@ static void on_event(wb_rt_t *rt, void *ctx, wb_event_t *ev)
         return;
     }
     if (s->db != NULL) {
-        handle_request(s, ev);
+        if (handle_request(s, ev))
+            return;
     } else {
         wb_event_t *res = wb__db_res_error(WB_ECLOSED, "the database is not open");
         if (res != NULL)

@@ -84,6 +84,11 @@ void wb__db_res_value(wb__db_resbuf_t *rb, const wb_value_t *v);
  * out of memory. Fails (NULL) if rb->err is set. */
 wb_event_t *wb__db_res_finish(wb__db_resbuf_t *rb, int64_t rowid, int64_t changes);
 
+/* The finished result written over ev's own inline payload, when it fits
+ * there: ev (a request the lane owns, done with) becomes the result, and no
+ * block changes threads. Returns 0, or -1 (ev untouched) when it does not fit. */
+int wb__db_res_finish_into(wb__db_resbuf_t *rb, wb_event_t *ev, int64_t rowid, int64_t changes);
+
 /* An error result: status `code` (negative) and message `msg` (may be NULL),
  * truncated to WB__DB_MAX_ERRMSG bytes. NULL when out of memory. */
 wb_event_t *wb__db_res_error(int code, const char *msg);

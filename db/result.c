@@ -189,11 +189,12 @@ static void free_payload(void *data, size_t len)
     free(data);
 }
 
-wb_event_t *wb__db_res_finish(wb__db_resbuf_t *rb, int64_t rowid, int64_t changes)
+/* Write the header and the row index; returns the payload length, or 0. */
+static size_t seal(wb__db_resbuf_t *rb, int64_t rowid, int64_t changes)
 {
     size_t idx = rb->nrows * sizeof(uint32_t);
     if (rb->err != 0 || reserve(rb, idx) != 0)
-        return NULL;
+        return 0;
     wb__db_res_hdr_t h = {
         .magic = WB__DB_RES_MAGIC,
         .ncols = rb->ncols,
@@ -206,8 +207,31 @@ wb_event_t *wb__db_res_finish(wb__db_resbuf_t *rb, int64_t rowid, int64_t change
     memcpy(rb->buf, &h, sizeof(h));
     if (idx > 0)
         memcpy(rb->buf + rb->len, rb->index, idx);
-    size_t len = rb->len + idx;
+    return rb->len + idx;
+}
 
+int wb__db_res_finish_into(wb__db_resbuf_t *rb, wb_event_t *ev, int64_t rowid, int64_t changes)
+{
+    if ((ev->flags & WB_EVF_EXTERNAL) || ev->data != (char *)ev + sizeof(*ev) || rb->err != 0 ||
+        rb->len + rb->nrows * sizeof(uint32_t) > ev->len)
+        return -1;
+    size_t len = seal(rb, rowid, changes);
+    if (len == 0)
+        return -1;
+    memcpy(ev->data, rb->buf, len);
+    ev->type = WB_EV_DB_RESULT;
+    ev->len = (uint32_t)len;
+    ev->status = 0;
+    rb->len = 0;
+    rb->nrows = 0;
+    return 0;
+}
+
+wb_event_t *wb__db_res_finish(wb__db_resbuf_t *rb, int64_t rowid, int64_t changes)
+{
+    size_t len = seal(rb, rowid, changes);
+    if (len == 0)
+        return NULL;
     wb_event_t *ev;
     if (len >= HANDOFF_BYTES) {
         unsigned char *fit = realloc(rb->buf, len);
