@@ -32,6 +32,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <netdb.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -1293,11 +1294,19 @@ static void test_errors_and_names(void **state)
     assert_non_null(strstr(r.text, "connection refused"));
     assert_int_equal(count_rec(&cli, WB_EV_TCP_OPENED), 0);
 
-    /* A name, resolved; "[...]" around an address is accepted. */
-    uint64_t c2;
-    assert_int_equal(wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "localhost", port, NULL, &c2), 0);
-    assert_true(wait_rec(&cli, WB_EV_TCP_OPENED, c2, 0, &r) >= 0);
-    assert_non_null(strstr(r.text, "127.0.0.1:"));
+    /* A name, resolved (where the machine can resolve "localhost" at all: a
+     * bare chroot may have no /etc/hosts); "[...]" around an address is
+     * accepted. */
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo("localhost", NULL, &hints, &ai) == 0) {
+        freeaddrinfo(ai);
+        uint64_t c2;
+        assert_int_equal(wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "localhost", port, NULL, &c2), 0);
+        assert_true(wait_rec(&cli, WB_EV_TCP_OPENED, c2, 0, &r) >= 0);
+        assert_non_null(strstr(r.text, "127.0.0.1:"));
+    } else {
+        printf("note: this machine cannot resolve \"localhost\"; that case is skipped\n");
+    }
     uint64_t c3;
     assert_int_equal(wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "[127.0.0.1]", port, NULL, &c3), 0);
     assert_true(wait_rec(&cli, WB_EV_TCP_OPENED, c3, 0, NULL) >= 0);
