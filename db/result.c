@@ -11,6 +11,7 @@
 #include "db/db_internal.h"
 #include "runtime/assert.h"
 #include "runtime/error.h"
+#include "runtime/pool.h"
 
 /* Results larger than this hand their buffer to the event instead of being
  * copied; the next result starts a fresh buffer. */
@@ -212,7 +213,9 @@ static size_t seal(wb__db_resbuf_t *rb, int64_t rowid, int64_t changes)
 
 int wb__db_res_finish_into(wb__db_resbuf_t *rb, wb_event_t *ev, int64_t rowid, int64_t changes)
 {
+    /* A big request (a blob) is not kept alive by its small answer. */
     if ((ev->flags & WB_EVF_EXTERNAL) || ev->data != (char *)ev + sizeof(*ev) || rb->err != 0 ||
+        ev->len > WB_POOL_MAX_BLOCK - sizeof(*ev) ||
         rb->len + rb->nrows * sizeof(uint32_t) > ev->len)
         return -1;
     size_t len = seal(rb, rowid, changes);
