@@ -249,7 +249,8 @@ static void handle(wb__lane_t *l, wb_event_t *ev)
 {
     wb_rt_t *rt = l->rt;
     stat_add(&l->st_events, 1);
-    if (rt->trace != NULL)
+    /* Mail for an actor is traced once, when the actor takes it (actor.c). */
+    if (rt->trace != NULL && !(l->id == WB_LANE_ACTOR && ev->dst != 0))
         rt->trace(rt, l->id, ev, rt->trace_arg);
     if ((l->stopping || l->start_failed) && !(ev->dst == 0 && ev->type == WB_EV_STOP)) {
         wb_event_free(ev);
@@ -473,6 +474,10 @@ int wb_rt_start(wb_rt_t *rt)
         for (int i = 0; i < WB_LANE_COUNT; i++) {
             int err = lane_start_service(&rt->lanes[i]);
             if (err != 0) {
+                /* As in threaded mode: a service that did not start (this
+                 * one, and those after it) sees no events and no stop. */
+                for (int j = i; j < WB_LANE_COUNT; j++)
+                    rt->lanes[j].start_failed = 1;
                 wb_rt_stop(rt);
                 return err;
             }
@@ -522,7 +527,7 @@ static void stop_lane(wb_rt_t *rt, wb__lane_t *l)
             while (wb__actsys_run(rt, SIZE_MAX) > 0)
                 ;
             wb__actsys_stop(rt);
-        } else {
+        } else if (!l->start_failed) {
             if (l->svc.before_sleep != NULL)
                 l->svc.before_sleep(rt, l->svc.ctx);
             if (l->svc.on_stop != NULL)

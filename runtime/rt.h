@@ -43,7 +43,9 @@ typedef struct {
     /* An event arrived for this lane; the callback owns it. */
     wb_lane_event_cb on_event;
     /* On the lane's thread before its first event; a negative return fails
-     * wb_rt_start with that code. May be NULL. */
+     * wb_rt_start with that code. A service whose on_start failed (or never
+     * ran because another failed first) gets no more calls: its queued events
+     * are freed unread, in both modes. May be NULL. */
     wb_lane_start_cb on_start;
     /* The inbox is empty for now: flush writes, commit the batch. May be NULL. */
     wb_lane_hook_cb before_sleep;
