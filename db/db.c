@@ -538,6 +538,174 @@ static int execute(db_t *s, sqlite3_stmt *st, int durable, int64_t *rowid, int64
     return code;
 }
 
+/* ---- handlers on the database thread ---------------------------------------- */
+
+struct wb_db_call_s {
+    db_t *s;
+    int64_t rowid, changes;
+};
+
+#define CALL_MAX_COLS 64
+
+static int bind_values(db_t *s, sqlite3_stmt *st, const wb_value_t *v, size_t n)
+{
+    if ((int64_t)n != sqlite3_bind_parameter_count(st))
+        return bad(s, "the operation takes %d values, the handler gave %zu",
+                   sqlite3_bind_parameter_count(st), n);
+    for (size_t i = 0; i < n; i++) {
+        int rc = SQLITE_OK, at = (int)i + 1;
+        switch (v[i].type) {
+        case WB_VAL_NULL:
+            rc = sqlite3_bind_null(st, at);
+            break;
+        case WB_VAL_INT:
+            rc = sqlite3_bind_int64(st, at, v[i].u.i);
+            break;
+        case WB_VAL_REAL:
+            rc = sqlite3_bind_double(st, at, v[i].u.d);
+            break;
+        case WB_VAL_TEXT:
+        case WB_VAL_BLOB:
+            if (v[i].u.s.n > (size_t)INT32_MAX)
+                return too_big(s);
+            rc = v[i].type == WB_VAL_TEXT
+                     ? sqlite3_bind_text(st, at, v[i].u.s.p, (int)v[i].u.s.n, SQLITE_STATIC)
+                     : sqlite3_bind_blob(st, at, v[i].u.s.p, (int)v[i].u.s.n, SQLITE_STATIC);
+            break;
+        default:
+            return bad(s, "value %zu has no type", i + 1);
+        }
+        if (rc != SQLITE_OK)
+            return sql_fail(s, rc);
+    }
+    return 0;
+}
+
+static void column_value(sqlite3_stmt *st, int c, wb_value_t *v)
+{
+    switch (sqlite3_column_type(st, c)) {
+    case SQLITE_INTEGER:
+        *v = wb_val_int(sqlite3_column_int64(st, c));
+        break;
+    case SQLITE_FLOAT:
+        *v = wb_val_real(sqlite3_column_double(st, c));
+        break;
+    case SQLITE_TEXT:
+        v->type = WB_VAL_TEXT;
+        v->u.s.p = sqlite3_column_text(st, c);
+        v->u.s.n = (size_t)sqlite3_column_bytes(st, c);
+        break;
+    case SQLITE_BLOB:
+        v->type = WB_VAL_BLOB;
+        v->u.s.n = (size_t)sqlite3_column_bytes(st, c);
+        v->u.s.p = sqlite3_column_blob(st, c);
+        break;
+    default:
+        *v = wb_val_null();
+        break;
+    }
+}
+
+int wb_db_call_exec(wb_db_call_t *call, uint32_t op, const wb_value_t *binds, size_t n,
+                    wb_db_row_cb row, void *arg)
+{
+    db_t *s = call->s;
+    wb_value_t cols[CALL_MAX_COLS];
+    if (op >= s->cfg->n_ops)
+        return bad(s, "no operation %" PRIu32 " (there are %zu)", op, s->cfg->n_ops);
+    sqlite3_stmt *st = s->ops[op];
+    int ncols = sqlite3_column_count(st);
+    if (ncols > CALL_MAX_COLS)
+        return bad(s, "operation %" PRIu32 " has more than %d columns", op, CALL_MAX_COLS);
+    int code = bind_values(s, st, binds, n);
+    int rc = SQLITE_DONE;
+    if (code == 0) {
+        int64_t before = sqlite3_total_changes64(s->db);
+        sqlite3_set_last_insert_rowid(s->db, 0);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (row == NULL)
+                continue;
+            for (int c = 0; c < ncols; c++)
+                column_value(st, c, &cols[c]);
+            if (row(arg, cols, (size_t)ncols) != 0) {
+                rc = SQLITE_DONE;
+                break;
+            }
+        }
+        if (rc == SQLITE_DONE) {
+            call->changes = sqlite3_total_changes64(s->db) != before ? sqlite3_changes64(s->db) : 0;
+            call->rowid = sqlite3_last_insert_rowid(s->db);
+        } else {
+            code = sql_fail(s, rc);
+        }
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (code != 0 && s->in_txn && sqlite3_get_autocommit(s->db))
+        txn_lost(s, code);
+    return code;
+}
+
+int64_t wb_db_call_rowid(const wb_db_call_t *call)
+{
+    return call->rowid;
+}
+
+int64_t wb_db_call_changes(const wb_db_call_t *call)
+{
+    return call->changes;
+}
+
+int wb_db_call_reply(wb_db_call_t *call, const void *body, size_t len)
+{
+    db_t *s = call->s;
+    wb_value_t v = wb_val_blob(body, len);
+    wb__db_res_begin(&s->rb, 1);
+    wb__db_res_row(&s->rb);
+    wb__db_res_value(&s->rb, &v);
+    return s->rb.err;
+}
+
+int wb_db_call_fail(wb_db_call_t *call, int code, const char *msg)
+{
+    snprintf(call->s->msg, sizeof(call->s->msg), "%s", msg);
+    return code;
+}
+
+/* Run handler h.arg for the request's row. Its writes join the batch. */
+static int run_call(db_t *s, const wb__db_req_hdr_t *h, const unsigned char *p, size_t len,
+                    int64_t *rowid, int64_t *changes)
+{
+    wb_value_t key, body;
+    size_t k1, k2;
+    if (h->arg >= s->cfg->n_handlers)
+        return bad(s, "no handler %" PRIu32 " (there are %zu)", h->arg, s->cfg->n_handlers);
+    if (h->nbinds != 2 || (k1 = wb__db_val_get(p, len, &key)) == 0 || key.type != WB_VAL_INT ||
+        (k2 = wb__db_val_get(p + k1, len - k1, &body)) == 0 || body.type != WB_VAL_BLOB ||
+        k1 + k2 != len)
+        return bad(s, "malformed handler request");
+    int durable = h->flags & WB_DB_DURABLE;
+    if (s->in_txn && durable && !s->txn_full)
+        txn_commit(s);
+    if (!s->in_txn) {
+        int code = txn_begin(s, durable);
+        if (code != 0)
+            return code;
+    }
+    const wb_db_handler_t *hd = &s->cfg->handlers[h->arg];
+    wb_db_call_t call = {s, 0, 0};
+    wb__db_res_begin(&s->rb, 0); /* no reply: no rows */
+    s->msg[0] = '\0';
+    int code = hd->fn(&call, key.u.i, body.u.s.p, body.u.s.n, hd->arg);
+    if (code > 0)
+        code = bad(s, "handler %s returned %d", hd->name ? hd->name : "?", code);
+    if (code < 0 && s->msg[0] == '\0')
+        snprintf(s->msg, sizeof(s->msg), "%s", wb_strerror(code));
+    *rowid = call.rowid;
+    *changes = call.changes;
+    return code;
+}
+
 /* Answer req. Returns 1 when req itself became the result (then it is no
  * longer the caller's), 0 when the caller still owns and must free it. */
 static int handle_request(db_t *s, wb_event_t *req)
@@ -565,6 +733,10 @@ static int handle_request(db_t *s, wb_event_t *req)
         goto reply;
     }
     s->st.requests++;
+    if (h.kind == WB__DB_REQ_CALL) {
+        code = run_call(s, &h, p + off, len - off, &rowid, &changes);
+        goto reply;
+    }
     if (h.kind == WB__DB_REQ_OP) {
         if (h.arg >= s->cfg->n_ops) {
             code = bad(s, "no operation %" PRIu32 " (there are %zu)", h.arg, s->cfg->n_ops);
@@ -850,6 +1022,11 @@ int wb_db_attach(wb_rt_t *rt, const wb_db_config_t *cfg)
     for (size_t i = 0; i < cfg->n_ops; i++)
         if (cfg->ops[i].sql == NULL)
             return WB_EINVAL;
+    if (cfg->n_handlers > 0 && cfg->handlers == NULL)
+        return WB_EINVAL;
+    for (size_t i = 0; i < cfg->n_handlers; i++)
+        if (cfg->handlers[i].fn == NULL)
+            return WB_EINVAL;
     for (size_t i = 0; i < cfg->n_migrations; i++)
         if (cfg->migrations[i] == NULL)
             return WB_EINVAL;
@@ -949,6 +1126,15 @@ wb_event_t *wb_db_request_sql(const char *sql, const wb_value_t *binds, size_t n
 wb_event_t *wb_db_request_op(uint32_t op, const wb_value_t *binds, size_t n, unsigned flags)
 {
     return request_new(WB__DB_REQ_OP, op, NULL, 0, binds, n, flags);
+}
+
+wb_event_t *wb_db_request_call(uint32_t handler, int64_t rowid, const void *body, size_t len,
+                               unsigned flags)
+{
+    wb_value_t v[2] = {wb_val_int(rowid), wb_val_blob(body, len)};
+    if (len > 0 && body == NULL)
+        return NULL;
+    return request_new(WB__DB_REQ_CALL, handler, NULL, 0, v, 2, flags);
 }
 
 wb_event_t *wb_db_request_stats(void)

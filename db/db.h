@@ -80,12 +80,56 @@ typedef struct {
     const char *sql;  /* one statement, prepared once at open */
 } wb_db_op_t;
 
+/* ---- handlers that run on the database thread (dispatch rule 5) -------------
+ *
+ * A handler is a function of the app's that runs on the database thread,
+ * inside the current group-commit transaction, for a request keyed by a
+ * rowid (wb_db_request_call): it reads and writes rows through the config's
+ * named operations (wb_db_call_exec) and answers with bytes
+ * (wb_db_call_reply), which come back as the result's one row with one BLOB
+ * column. Returning a negative code answers with that error and the message
+ * of the last failure (or wb_db_call_fail's). Its writes commit with the
+ * batch; a failing handler's own writes are not undone unless SQLite rolled
+ * the transaction back, so write last, or fail before writing. */
+typedef struct wb_db_call_s wb_db_call_t;
+
+typedef int (*wb_db_handler_cb)(wb_db_call_t *call, int64_t rowid, const uint8_t *body, size_t len,
+                                void *arg);
+
+typedef struct {
+    const char *name; /* for logs */
+    wb_db_handler_cb fn;
+    void *arg;
+} wb_db_handler_t;
+
+/* Each row of a wb_db_call_exec: its columns, valid during the call. Return
+ * nonzero to stop reading rows. */
+typedef int (*wb_db_row_cb)(void *arg, const wb_value_t *cols, size_t ncols);
+
+/* Run named operation `op` with binds; rows go to row (may be NULL). 0 or the
+ * error code (the message is kept for the answer). */
+int wb_db_call_exec(wb_db_call_t *call, uint32_t op, const wb_value_t *binds, size_t n,
+                    wb_db_row_cb row, void *arg);
+
+/* rowid and changes of the last wb_db_call_exec. */
+int64_t wb_db_call_rowid(const wb_db_call_t *call);
+int64_t wb_db_call_changes(const wb_db_call_t *call);
+
+/* The answer's bytes (copied; a later call replaces them). 0 or WB_ENOMEM. */
+int wb_db_call_reply(wb_db_call_t *call, const void *body, size_t len);
+
+/* Set the message an error answer carries; returns code, for
+ * `return wb_db_call_fail(call, WB_ENOENT, "no such cursor");`. */
+int wb_db_call_fail(wb_db_call_t *call, int code, const char *msg);
+
 typedef struct {
     const char *path;              /* database file; ":memory:" for tests */
     const char *const *migrations; /* migrations[i] brings user_version i -> i+1 */
     size_t n_migrations;
     const wb_db_op_t *ops; /* named operations, addressed by index */
     size_t n_ops;
+    const wb_db_handler_t *handlers; /* database-thread handlers, addressed by index */
+    size_t n_handlers;
     int busy_timeout_ms; /* default 5000 */
 } wb_db_config_t;
 
@@ -100,6 +144,11 @@ enum {
  * the event. NULL on ENOMEM or when too large. The caller sets src_lane, src
  * and cookie (wb_event_route / ev->cookie) before sending. */
 wb_event_t *wb_db_request_sql(const char *sql, const wb_value_t *binds, size_t n, unsigned flags);
+
+/* A request running handler number `handler` of the config's handlers for
+ * the row `rowid`, with `body` (copied) as its input. */
+wb_event_t *wb_db_request_call(uint32_t handler, int64_t rowid, const void *body, size_t len,
+                               unsigned flags);
 
 /* A request running named operation number `op` of the config's ops. */
 wb_event_t *wb_db_request_op(uint32_t op, const wb_value_t *binds, size_t n, unsigned flags);

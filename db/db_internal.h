@@ -36,6 +36,7 @@ enum {
     WB__DB_REQ_SQL = 1,   /* arg = SQL length, SQL text follows the header */
     WB__DB_REQ_OP = 2,    /* arg = index into the config's ops */
     WB__DB_REQ_STATS = 3, /* no values; answered with wb_db_stats_t as one row */
+    WB__DB_REQ_CALL = 4,  /* arg = handler index; values: rowid (INT), body (BLOB) */
 };
 
 typedef struct {

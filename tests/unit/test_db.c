@@ -1207,6 +1207,108 @@ static int group_teardown(void **state)
     return rmdir(tmpdir);
 }
 
+/* ---- handlers on the database thread (rule 5) ------------------------------------ */
+
+static const char *const mig_counters[] = {
+    "CREATE TABLE counters(id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"};
+static const wb_db_op_t counter_ops[] = {
+    {"get", "SELECT n FROM counters WHERE id = ?1"},
+    {"set", "UPDATE counters SET n = ?2 WHERE id = ?1"},
+    {"new", "INSERT INTO counters(n) VALUES (?1)"},
+};
+
+static int got_n(void *arg, const wb_value_t *cols, size_t ncols)
+{
+    assert_int_equal(ncols, 1);
+    *(int64_t *)arg = cols[0].u.i;
+    return 1; /* one row is all we want */
+}
+
+/* Add the body's decimal number to counter `rowid`; answer the new value. */
+static int bump(wb_db_call_t *call, int64_t rowid, const uint8_t *body, size_t len, void *arg)
+{
+    char num[32];
+    int64_t n = -1, by;
+    (void)arg;
+    snprintf(num, sizeof(num), "%.*s", (int)len, (const char *)body);
+    by = atoll(num);
+    wb_value_t id = wb_val_int(rowid);
+    int rc = wb_db_call_exec(call, 0, &id, 1, got_n, &n);
+    if (rc != 0)
+        return rc;
+    if (n < 0)
+        return wb_db_call_fail(call, WB_ENOENT, "no such counter");
+    wb_value_t set[2] = {id, wb_val_int(n + by)};
+    if ((rc = wb_db_call_exec(call, 1, set, 2, NULL, NULL)) != 0)
+        return rc;
+    assert_int_equal(wb_db_call_changes(call), 1);
+    snprintf(num, sizeof(num), "%lld", (long long)(n + by));
+    return wb_db_call_reply(call, num, strlen(num));
+}
+
+/* Bad handlers: wrong bind count; a positive return. */
+static int broken(wb_db_call_t *call, int64_t rowid, const uint8_t *body, size_t len, void *arg)
+{
+    (void)rowid;
+    (void)body;
+    (void)len;
+    (void)arg;
+    return wb_db_call_exec(call, 1, NULL, 0, NULL, NULL);
+}
+
+static const wb_db_handler_t counter_handlers[] = {{"bump", bump, NULL}, {"broken", broken, NULL}};
+
+static void reply_is(const wb_event_t *res, const char *want)
+{
+    wb_value_t v;
+    assert_int_equal(res->status, 0);
+    assert_int_equal(wb_db_result_nrows(res), 1);
+    assert_int_equal(wb_db_result_value(res, 0, 0, &v), 0);
+    assert_int_equal(v.type, WB_VAL_BLOB);
+    assert_int_equal(v.u.s.n, strlen(want));
+    assert_memory_equal(v.u.s.p, want, strlen(want));
+}
+
+static void test_handlers(void **state)
+{
+    int det = *(int *)*state;
+    char path[256];
+    tpath(path, sizeof(path), "handlers");
+    wb_db_config_t cfg = {.path = path,
+                          .migrations = mig_counters,
+                          .n_migrations = 1,
+                          .ops = counter_ops,
+                          .n_ops = 3,
+                          .handlers = counter_handlers,
+                          .n_handlers = 2};
+    h_t h;
+    assert_int_equal(h_start(&h, det, &cfg), 0);
+    wb_value_t zero = wb_val_int(10);
+    wb_event_t *res = h_req(&h, wb_db_request_op(2, &zero, 1, 0));
+    int64_t row = wb_db_result_rowid(res);
+    assert_true(row > 0);
+    /* The handler runs keyed by the row, reads and writes it. */
+    reply_is(h_req(&h, wb_db_request_call(0, row, "5", 1, 0)), "15");
+    reply_is(h_req(&h, wb_db_request_call(0, row, "-3", 2, WB_DB_DURABLE)), "12");
+    /* Its own error, with its message. */
+    res = h_req(&h, wb_db_request_call(0, row + 100, "1", 1, 0));
+    assert_int_equal(res->status, WB_ENOENT);
+    assert_string_equal(wb_db_result_errmsg(res), "no such counter");
+    /* A handler misusing an operation, and no such handler. */
+    res = h_req(&h, wb_db_request_call(1, row, NULL, 0, 0));
+    assert_int_equal(res->status, WB_EINVAL);
+    assert_non_null(strstr(wb_db_result_errmsg(res), "takes 2 values"));
+    res = h_req(&h, wb_db_request_call(7, row, NULL, 0, 0));
+    assert_int_equal(res->status, WB_EINVAL);
+    assert_non_null(strstr(wb_db_result_errmsg(res), "no handler 7"));
+    /* The handler's writes were committed with the batch. */
+    wb_value_t id = wb_val_int(row), n;
+    res = h_req(&h, wb_db_request_op(0, &id, 1, 0));
+    assert_int_equal(wb_db_result_value(res, 0, 0, &n), 0);
+    assert_int_equal(n.u.i, 12);
+    h_stop(&h);
+}
+
 #define BOTH(f) cmocka_unit_test_prestate(f, &DET), cmocka_unit_test_prestate(f, &THR)
 
 int main(void)
@@ -1215,6 +1317,7 @@ int main(void)
         BOTH(test_roundtrip_types),
         BOTH(test_rowid_changes),
         BOTH(test_named_ops),
+        BOTH(test_handlers),
         BOTH(test_bad_op_fails_start),
         cmocka_unit_test(test_group_commit_det),
         cmocka_unit_test(test_batch_bound),
