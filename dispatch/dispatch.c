@@ -534,11 +534,11 @@ int wb_dispatch_input(wb_dispatch_t *d, uint64_t peer, wb_event_t *blob, uint64_
             rc = 0;
         }
     } else if (m.env.regards != 0) {
-        /* Rule 3, or rule 5 when no live conversation has that id. */
-        row_handler_t *rh = m.conv == NULL && m.env.regards <= INT64_MAX
-                                ? wb_idmap_get(&d->rows, (uint64_t)m.env.type + 1)
-                                : NULL;
+        /* Rule 5 for the types declared row-keyed, rule 3 for the rest. */
+        row_handler_t *rh =
+            m.env.regards <= INT64_MAX ? wb_idmap_get(&d->rows, (uint64_t)m.env.type + 1) : NULL;
         if (rh != NULL) {
+            m.conv = NULL; /* a rowid, not a conversation id */
             d->st.by_row++;
             handler = "row";
             rh->cb(d, &m, (int64_t)m.env.regards, rh->arg);

@@ -14,8 +14,9 @@
  *      message carries the conversation (m->conv) so the handler reaches it;
  *   4. nothing registered: dropped and counted, never a crash;
  *   5. in_regards_to naming a database row, for a type registered with
- *      wb_dispatch_on_row: the row handler, which sends it on to the database
- *      lane to run there (dispatch/endpoint.h: wb_endpoint_on_row);
+ *      wb_dispatch_on_row (the type decides: for such a type in_regards_to
+ *      is always a rowid): the row handler, which sends it on to the
+ *      database lane to run there (dispatch/endpoint.h: wb_endpoint_on_row);
  *   6. per-conversation credit: a receiver grants bytes; a sender without
  *      credit is refused (WB_EAGAIN) and told by on_credit when it may go on.
  *
@@ -113,8 +114,9 @@ int wb_dispatch_on_type(wb_dispatch_t *d, uint32_t type, wb_type_cb cb, void *ar
 
 /* ---- rule 5: handlers keyed by a database rowid ----------------------------- */
 
-/* A message of a row type whose in_regards_to (the rowid) names no live
- * conversation. The callback usually hands it to the database lane. */
+/* A message of a row type regarding a row (in_regards_to is the rowid,
+ * whatever conversations exist). The callback usually hands it to the
+ * database lane. */
 typedef void (*wb_row_cb)(wb_dispatch_t *d, const wb_msg_t *m, int64_t rowid, void *arg);
 
 /* Register (or with cb NULL remove) the row handler for `type`. */

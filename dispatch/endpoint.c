@@ -18,6 +18,18 @@ typedef struct {
     int blocked; /* write queue above its high watermark */
 } conn_t;
 
+/* A registered row type (rule 5). */
+typedef struct {
+    uint32_t handler, reply_type;
+    unsigned flags;
+} row_type_t;
+
+/* A row request in flight: whom to answer. */
+typedef struct {
+    uint64_t peer, msg_id, regards;
+    uint32_t type, reply_type;
+} row_req_t;
+
 struct wb_endpoint_s {
     wb_endpoint_config_t cfg;
     wb_actor_t *owner;
@@ -27,6 +39,10 @@ struct wb_endpoint_s {
     wb_idmap_t dialers; /* ids of our dials and dialers: connections from them are ours */
     uint64_t timer;     /* 0: none armed */
     uint64_t timer_at;
+    wb_idmap_t row_types; /* type + 1 -> row_type_t */
+    wb_idmap_t row_reqs;  /* cookie -> row_req_t */
+    uint64_t next_cookie;
+    wb_event_t *db_head, *db_tail; /* database requests the lane refused, in order */
 };
 
 static void held_push(conn_t *c, wb_event_t *ev)
@@ -74,6 +90,126 @@ static void flush(wb_endpoint_t *ep, conn_t *c)
     }
 }
 
+/* ---- the database lane ------------------------------------------------------ */
+
+static void db_hold(wb_endpoint_t *ep, wb_event_t *ev)
+{
+    atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
+    if (ep->db_tail != NULL)
+        atomic_store_explicit(&ep->db_tail->next, ev, memory_order_relaxed);
+    else
+        ep->db_head = ev;
+    ep->db_tail = ev;
+}
+
+static void db_flush(wb_endpoint_t *ep)
+{
+    while (ep->db_head != NULL) {
+        wb_event_t *ev = ep->db_head;
+        wb_event_t *next = atomic_load_explicit(&ev->next, memory_order_relaxed);
+        atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
+        int rc = wb_rt_send(ep->rt, ev);
+        if (rc == WB_EAGAIN) {
+            atomic_store_explicit(&ev->next, next, memory_order_relaxed);
+            return;
+        }
+        ep->db_head = next;
+        if (next == NULL)
+            ep->db_tail = NULL;
+        if (rc != 0)
+            wb_event_free(ev); /* the lane has stopped: shutting down */
+    }
+}
+
+int wb_endpoint_db_send(wb_endpoint_t *ep, wb_event_t *req)
+{
+    wb_event_route(req, WB_LANE_ACTOR, wb_actor_id(ep->owner), WB_LANE_DB, 0);
+    if (ep->db_head == NULL) {
+        int rc = wb_rt_send(ep->rt, req);
+        if (rc == 0)
+            return 0;
+        if (rc != WB_EAGAIN) {
+            wb_event_free(req);
+            return rc;
+        }
+    }
+    db_hold(ep, req);
+    return 0;
+}
+
+static void on_row(wb_dispatch_t *d, const wb_msg_t *m, int64_t rowid, void *arg)
+{
+    wb_endpoint_t *ep = arg;
+    row_type_t *rt = wb_idmap_get(&ep->row_types, (uint64_t)m->env.type + 1);
+    row_req_t *r = calloc(1, sizeof(*r));
+    wb_event_t *req = NULL;
+    uint64_t cookie = WB_ENDPOINT_COOKIE_BASE | ++ep->next_cookie;
+    (void)d;
+    if (rt == NULL || r == NULL ||
+        (req = wb_db_request_call(rt->handler, rowid, m->env.body, m->env.body_len, rt->flags)) ==
+            NULL ||
+        wb_idmap_put(&ep->row_reqs, cookie, r) != 0) {
+        free(r);
+        wb_event_free(req);
+        if (ep->cfg.on_row_error != NULL)
+            ep->cfg.on_row_error(ep, m, WB_ENOMEM, "out of memory", ep->cfg.user);
+        return;
+    }
+    r->peer = m->peer;
+    r->msg_id = m->env.id;
+    r->regards = m->env.regards;
+    r->type = m->env.type;
+    r->reply_type = rt->reply_type;
+    req->cookie = cookie;
+    if (wb_endpoint_db_send(ep, req) != 0)
+        free(wb_idmap_del(&ep->row_reqs, cookie));
+}
+
+int wb_endpoint_on_row(wb_endpoint_t *ep, uint32_t type, uint32_t handler, uint32_t reply_type,
+                       unsigned flags)
+{
+    row_type_t *rt = wb_idmap_get(&ep->row_types, (uint64_t)type + 1);
+    if (rt == NULL) {
+        rt = calloc(1, sizeof(*rt));
+        if (rt == NULL || wb_idmap_put(&ep->row_types, (uint64_t)type + 1, rt) != 0) {
+            free(rt);
+            return WB_ENOMEM;
+        }
+    }
+    rt->handler = handler;
+    rt->reply_type = reply_type;
+    rt->flags = flags;
+    return wb_dispatch_on_row(ep->d, type, on_row, ep);
+}
+
+/* A row request's answer: back to the peer that asked. */
+static void row_result(wb_endpoint_t *ep, row_req_t *r, const wb_event_t *res)
+{
+    wb_value_t v = {0};
+    if (res->status == 0) {
+        const void *body = NULL;
+        size_t len = 0;
+        if (wb_db_result_nrows(res) > 0 && wb_db_result_value(res, 0, 0, &v) == 0 &&
+            v.type == WB_VAL_BLOB) {
+            body = v.u.s.p;
+            len = v.u.s.n;
+        }
+        /* The peer may be gone; then there is nobody to tell. */
+        wb_dispatch_send(ep->d, r->peer, r->reply_type, r->msg_id, r->regards, body, len, NULL);
+        return;
+    }
+    wb_msg_t m = {.peer = r->peer,
+                  .env = {.type = r->type, .id = r->msg_id, .regards = r->regards}};
+    if (ep->cfg.on_row_error != NULL)
+        ep->cfg.on_row_error(ep, &m, res->status, wb_db_result_errmsg(res), ep->cfg.user);
+    else
+        wb_warn("endpoint", "row request %llu of connection %llu: %s",
+                (unsigned long long)r->msg_id, (unsigned long long)r->peer,
+                wb_db_result_errmsg(res));
+}
+
+/* ---- sending ------------------------------------------------------------------ */
+
 static int ep_send(void *ctx, uint64_t peer, wb_event_t *blob)
 {
     wb_endpoint_t *ep = ctx;
@@ -111,6 +247,8 @@ int wb_endpoint_new(wb_endpoint_t **out, wb_actor_t *owner, const wb_endpoint_co
     ep->rt = wb_actor_rt(owner);
     wb_idmap_init(&ep->conns);
     wb_idmap_init(&ep->dialers);
+    wb_idmap_init(&ep->row_types);
+    wb_idmap_init(&ep->row_reqs);
     wb_dispatch_config_t dc = {.send = ep_send,
                                .ctx = ep,
                                .credit_window = ep->cfg.credit_window,
@@ -123,6 +261,13 @@ int wb_endpoint_new(wb_endpoint_t **out, wb_actor_t *owner, const wb_endpoint_co
     }
     *out = ep;
     return 0;
+}
+
+static void free_plain(uint64_t key, void *val, void *arg)
+{
+    (void)key;
+    (void)arg;
+    free(val);
 }
 
 static void free_conn(uint64_t key, void *val, void *arg)
@@ -141,6 +286,15 @@ void wb_endpoint_free(wb_endpoint_t *ep)
     wb_idmap_each(&ep->conns, free_conn, NULL);
     wb_idmap_fini(&ep->conns);
     wb_idmap_fini(&ep->dialers);
+    wb_idmap_each(&ep->row_types, free_plain, NULL);
+    wb_idmap_fini(&ep->row_types);
+    wb_idmap_each(&ep->row_reqs, free_plain, NULL);
+    wb_idmap_fini(&ep->row_reqs);
+    while (ep->db_head != NULL) {
+        wb_event_t *ev = ep->db_head;
+        ep->db_head = atomic_load_explicit(&ev->next, memory_order_relaxed);
+        wb_event_free(ev);
+    }
     if (ep->timer != 0)
         wb_timer_cancel(ep->owner, ep->timer);
     free(ep);
@@ -280,10 +434,23 @@ int wb_endpoint_handle(wb_endpoint_t *ep, wb_event_t *ev)
         }
         break;
     case WB_EV_RESUME:
-        if (ev->src_lane != WB_LANE_NET)
+        if (ev->src_lane == WB_LANE_NET)
+            wb_idmap_each(&ep->conns, flush_all, ep);
+        else if (ev->src_lane == WB_LANE_DB)
+            db_flush(ep);
+        else
             return 0;
-        wb_idmap_each(&ep->conns, flush_all, ep);
         break;
+    case WB_EV_DB_RESULT: {
+        if (ev->cookie < WB_ENDPOINT_COOKIE_BASE)
+            return 0;
+        row_req_t *r = wb_idmap_del(&ep->row_reqs, ev->cookie);
+        if (r != NULL) {
+            row_result(ep, r, ev);
+            free(r);
+        }
+        break;
+    }
     case WB_EV_TIMER:
         if (ep->timer == 0 || ev->cookie != ep->timer)
             return 0;

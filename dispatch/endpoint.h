@@ -11,8 +11,13 @@
  *   WB_EV_TCP_CLOSED   the peer is removed: its pending requests fail and its
  *                      conversations end with the close status (on_close)
  *   WB_EV_TCP_BACKPRESSURE / WRITABLE   tracked per connection (on_writable)
- *   WB_EV_RESUME       from the network lane: held sends go out
+ *   WB_EV_RESUME       from the network or database lane: held sends go out
  *   WB_EV_TIMER        its own timer: request timeouts fire
+ *   WB_EV_DB_RESULT    answers to the row requests it made (rule 5)
+ *
+ * Rule 5: wb_endpoint_on_row makes messages of a type that regard a row go
+ * to a handler on the database thread (db/db.h, wb_db_request_call); the
+ * handler's reply bytes go back to the sender in reply to the message.
  *
  * Sends never lose a message: when the network lane's inbox refuses one,
  * the endpoint holds it (and everything after it for that connection, to
@@ -27,6 +32,7 @@
 #include <stdint.h>
 
 #include "dispatch/dispatch.h"
+#include "db/db.h"
 #include "runtime/actor.h"
 #include "sockets/tcp.h"
 
@@ -46,6 +52,10 @@ typedef struct {
     void (*on_close)(wb_endpoint_t *ep, uint64_t conn, int status, const char *reason, void *user);
     /* A connection's write queue crossed a watermark: writable 0 or 1. */
     void (*on_writable)(wb_endpoint_t *ep, uint64_t conn, int writable, void *user);
+    /* A row request failed (code, the database's message): answer the peer
+     * in the app's own terms. May be NULL (then the failure is logged). */
+    void (*on_row_error)(wb_endpoint_t *ep, const wb_msg_t *m, int code, const char *msg,
+                         void *user);
     void *user;
 } wb_endpoint_config_t;
 
@@ -71,6 +81,22 @@ void wb_endpoint_free(wb_endpoint_t *ep);
 int wb_endpoint_handle(wb_endpoint_t *ep, wb_event_t *ev);
 
 wb_dispatch_t *wb_endpoint_dispatch(wb_endpoint_t *ep);
+
+/* Rule 5: messages of `type` regarding row R run database handler
+ * `handler` (an index into the database config's handlers) for R with the
+ * message body; its reply goes back as `reply_type`, in reply to the
+ * message. flags: WB_DB_DURABLE to answer only once synced. */
+int wb_endpoint_on_row(wb_endpoint_t *ep, uint32_t type, uint32_t handler, uint32_t reply_type,
+                       unsigned flags);
+
+/* Send a database request (routed from the owner), holding it in order while
+ * the database lane's inbox is full. Always takes req; WB_ECLOSED when the
+ * lane has stopped (req freed). */
+int wb_endpoint_db_send(wb_endpoint_t *ep, wb_event_t *req);
+
+/* Cookies at or above this are the endpoint's own database requests; owners
+ * keep theirs below it. */
+#define WB_ENDPOINT_COOKIE_BASE (1ull << 63)
 
 /* Is the connection below its write watermark (and holding nothing)? */
 int wb_endpoint_writable(wb_endpoint_t *ep, uint64_t conn);

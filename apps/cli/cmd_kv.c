@@ -180,6 +180,13 @@ static void client_usage(FILE *f)
         "                          every change after REV (default: from now on; 0\n"
         "                          replays the whole history), in order, reconnecting\n"
         "                          and resuming as needed, until interrupted\n\n"
+        "  cursor [PREFIX] [--from REV]\n"
+        "                          open a durable cursor (a row on the server); prints its id\n"
+        "  next CURSOR [--ack REV] [--max N]\n"
+        "                          mark changes up to REV processed, then print the next\n"
+        "                          ones (at most N, default 100); asking again without a\n"
+        "                          new --ack repeats them: nothing is lost\n"
+        "  drop CURSOR             remove a cursor\n\n"
         "  --json                  one JSON object per line: key, value, rev (and op)\n"
         "  --timeout MS            give up a request after MS (default 10000)\n"
         "  --max-events N          watch: stop after N changes\n");
@@ -216,6 +223,7 @@ int wb_cmd_kv(int argc, char **argv)
         {"host", required_argument, NULL, 'H'},    {"port", required_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'j'},          {"from", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 'T'}, {"max-events", required_argument, NULL, 'm'},
+        {"ack", required_argument, NULL, 'a'},     {"max", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     kv_client_config_t cfg;
@@ -252,6 +260,16 @@ int wb_cmd_kv(int argc, char **argv)
                 goto bad;
             cfg.max_events = (uint64_t)v;
             break;
+        case 'a':
+            if ((v = parse_num(optarg, 0, LLONG_MAX)) < 0)
+                goto bad;
+            cfg.ack = (uint64_t)v;
+            break;
+        case 'M':
+            if ((v = parse_num(optarg, 1, KV_MAX_LIST)) < 0)
+                goto bad;
+            cfg.max = (uint32_t)v;
+            break;
         case 'h':
             client_usage(stdout);
             return 0;
@@ -278,6 +296,14 @@ int wb_cmd_kv(int argc, char **argv)
                 if ((v = parse_num(optarg, 1, LLONG_MAX)) < 0)
                     goto bad;
                 cfg.max_events = (uint64_t)v;
+            } else if (ch == 'a') {
+                if ((v = parse_num(optarg, 0, LLONG_MAX)) < 0)
+                    goto bad;
+                cfg.ack = (uint64_t)v;
+            } else if (ch == 'M') {
+                if ((v = parse_num(optarg, 1, KV_MAX_LIST)) < 0)
+                    goto bad;
+                cfg.max = (uint32_t)v;
             } else if (ch == -1 || optind == save) {
                 goto bad;
             } else {
@@ -318,12 +344,23 @@ int wb_cmd_kv(int argc, char **argv)
     } else if (strcmp(cmd, "watch") == 0 && nw <= 2) {
         cfg.cmd = KV_CMD_WATCH;
         cfg.key = nw == 2 ? words[1] : "";
+    } else if (strcmp(cmd, "cursor") == 0 && nw <= 2) {
+        cfg.cmd = KV_CMD_CURSOR;
+        cfg.key = nw == 2 ? words[1] : "";
+    } else if ((strcmp(cmd, "next") == 0 || strcmp(cmd, "drop") == 0) && nw == 2) {
+        cfg.cmd = strcmp(cmd, "next") == 0 ? KV_CMD_NEXT : KV_CMD_DROP;
+        if ((v = parse_num(words[1], 1, LLONG_MAX)) < 0)
+            goto bad;
+        cfg.cursor = (uint64_t)v;
     } else {
         goto bad;
     }
-    if (cfg.cmd != KV_CMD_WATCH && (have_from || cfg.max_events))
+    if ((cfg.cmd != KV_CMD_WATCH && cfg.cmd != KV_CMD_CURSOR && have_from) ||
+        (cfg.cmd != KV_CMD_WATCH && cfg.max_events) ||
+        (cfg.cmd != KV_CMD_NEXT && (cfg.ack || cfg.max)))
         goto bad;
-    if (cfg.cmd != KV_CMD_LIST && cfg.cmd != KV_CMD_WATCH &&
+    if (cfg.cmd != KV_CMD_LIST && cfg.cmd != KV_CMD_WATCH && cfg.cmd != KV_CMD_CURSOR &&
+        cfg.cmd != KV_CMD_NEXT && cfg.cmd != KV_CMD_DROP &&
         (cfg.key[0] == '\0' || strlen(cfg.key) > KV_MAX_KEY)) {
         fprintf(stderr, "waybill kv: a key is 1 to %d bytes\n", KV_MAX_KEY);
         return 2;

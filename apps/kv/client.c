@@ -121,6 +121,7 @@ static void server_error(client_t *c, const wb_msg_t *m)
 /* ---- one-shot operations ---------------------------------------------------------------- */
 
 static void send_request(client_t *c);
+static void change_cb(const kv_entry_t *e, void *arg);
 
 /* One page of a list, as it is printed. */
 typedef struct {
@@ -180,6 +181,39 @@ static void on_answer(wb_dispatch_t *d, const wb_msg_t *m, int status, void *arg
         }
         finish(c, 0);
         return;
+    case KV_CMD_CURSOR:
+        if (m->env.type != KV_OK || kv_dec_rev(m->env.body, m->env.body_len, &rev) != 0)
+            break;
+        if (cfg->json)
+            fprintf(cfg->out, "{\"cursor\":%llu}\n", (unsigned long long)rev);
+        else
+            fprintf(cfg->out, "cursor %llu\n", (unsigned long long)rev);
+        finish(c, 0);
+        return;
+    case KV_CMD_DROP:
+        if (m->env.type != KV_OK)
+            break;
+        if (cfg->json)
+            fprintf(cfg->out, "{\"dropped\":%llu}\n", (unsigned long long)cfg->cursor);
+        else
+            fprintf(cfg->out, "dropped cursor %llu\n", (unsigned long long)cfg->cursor);
+        finish(c, 0);
+        return;
+    case KV_CMD_NEXT: {
+        int more;
+        if (m->env.type != KV_CHANGES ||
+            kv_dec_changes(m->env.body, m->env.body_len, change_cb, c, &more) != 0)
+            break;
+        uint64_t last = c->last_rev > cfg->ack ? c->last_rev : cfg->ack;
+        if (cfg->json)
+            fprintf(cfg->out, "{\"more\":%s,\"ack\":%llu}\n", more ? "true" : "false",
+                    (unsigned long long)last);
+        else if (more)
+            fprintf(stderr, "waybill kv: more changes: next %llu --ack %llu\n",
+                    (unsigned long long)cfg->cursor, (unsigned long long)last);
+        finish(c, 0);
+        return;
+    }
     case KV_CMD_LIST: {
         int more;
         if (m->env.type != KV_ENTRIES)
@@ -200,11 +234,21 @@ static void on_answer(wb_dispatch_t *d, const wb_msg_t *m, int status, void *arg
     fail(c, "request", "unexpected answer from the server");
 }
 
+/* One change of a cursor, printed as a watch prints it. */
+static void change_cb(const kv_entry_t *e, void *arg)
+{
+    client_t *c = arg;
+    print_entry(c, e->op == KV_OP_PUT ? "put" : "delete", e->key, e->has_value ? &e->value : NULL,
+                e->rev);
+    c->last_rev = e->rev;
+}
+
 static void send_request(client_t *c)
 {
     const kv_client_config_t *cfg = c->cfg;
     kv_bytes_t key = {(const uint8_t *)cfg->key, strlen(cfg->key)};
     uint32_t type;
+    uint64_t regards = 0;
     kv_buf_reset(&c->buf);
     switch (cfg->cmd) {
     case KV_CMD_PUT:
@@ -225,6 +269,20 @@ static void send_request(client_t *c)
         type = KV_LIST;
         break;
     }
+    case KV_CMD_CURSOR:
+        kv_enc_watch(&c->buf, key, cfg->from_rev);
+        type = KV_CURSOR;
+        break;
+    case KV_CMD_NEXT:
+        kv_enc_next(&c->buf, cfg->max ? cfg->max : 100, cfg->ack);
+        type = KV_NEXT;
+        regards = cfg->cursor;
+        break;
+    case KV_CMD_DROP:
+        kv_enc_next(&c->buf, 0, 0); /* the body is not read */
+        type = KV_DROP;
+        regards = cfg->cursor;
+        break;
     default:
         return;
     }
@@ -232,7 +290,7 @@ static void send_request(client_t *c)
         fail(c, "request", "out of memory");
         return;
     }
-    int rc = wb_dispatch_request(c->d, c->conn, type, 0, c->buf.p, c->buf.len,
+    int rc = wb_dispatch_request(c->d, c->conn, type, regards, c->buf.p, c->buf.len,
                                  wb_endpoint_now(c->ep), cfg->timeout_ms, on_answer, c, NULL);
     if (rc != 0) {
         fail(c, "request", wb_strerror(rc));
@@ -413,7 +471,7 @@ int kv_client_run(const kv_client_config_t *cfg_in)
     kv_client_config_t cfg = *cfg_in;
     if (cfg.out == NULL)
         cfg.out = stdout;
-    client_t c = {.cfg = &cfg, .status = 1, .last_rev = cfg.from_rev};
+    client_t c = {.cfg = &cfg, .status = 1, .last_rev = cfg.cmd == KV_CMD_WATCH ? cfg.from_rev : 0};
     kv_buf_init(&c.buf);
 
     sigwaiter_t sw;

@@ -10,7 +10,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { KV_CMD_PUT, KV_CMD_GET, KV_CMD_DELETE, KV_CMD_LIST, KV_CMD_WATCH } kv_cmd_t;
+typedef enum {
+    KV_CMD_PUT,
+    KV_CMD_GET,
+    KV_CMD_DELETE,
+    KV_CMD_LIST,
+    KV_CMD_WATCH,
+    KV_CMD_CURSOR, /* open a durable cursor on a prefix */
+    KV_CMD_NEXT,   /* acknowledge, then read the next changes of a cursor */
+    KV_CMD_DROP,   /* remove a cursor */
+} kv_cmd_t;
 
 typedef struct {
     const char *host; /* default 127.0.0.1 */
@@ -19,7 +28,10 @@ typedef struct {
     const char *key; /* or the prefix, for list and watch */
     const void *value;
     size_t value_n;
-    uint64_t from_rev; /* watch: deliver changes after this revision (default: from now) */
+    uint64_t from_rev; /* watch, cursor: changes after this revision (default: from now) */
+    uint64_t cursor;   /* next, drop */
+    uint64_t ack;      /* next: the last revision already processed (0: none) */
+    uint32_t max;      /* next: at most this many changes (default 100) */
     int json;
     uint32_t timeout_ms; /* per request (default 10000); connecting included */
     uint64_t max_events; /* watch: stop after this many changes (0: never) */

@@ -177,6 +177,29 @@ int kv_enc_entries_end(kv_buf_t *b, int more)
     return done(b);
 }
 
+int kv_enc_next(kv_buf_t *b, uint32_t max, uint64_t ack)
+{
+    PACKER(b);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, max);
+    msgpack_pack_uint64(&pk, ack);
+    return done(b);
+}
+
+int kv_enc_changes(kv_buf_t *b, const kv_buf_t *items, uint32_t count, int more)
+{
+    PACKER(b);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, count);
+    if (items->len > 0)
+        buf_write(b, (const char *)items->p, items->len);
+    if (more)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    return done(b) != 0 || items->oom ? WB_ENOMEM : 0;
+}
+
 /* ---- decoding ------------------------------------------------------------- */
 
 static _Thread_local msgpack_zone zone;
@@ -305,6 +328,53 @@ int kv_dec_value(const uint8_t *body, size_t len, kv_bytes_t *key, kv_bytes_t *v
     if (f == NULL || get_key(&f[0], key) != 0 || get_bytes(&f[1], value) != 0 ||
         get_u64(&f[2], rev) != 0)
         return WB_EPROTO;
+    return 0;
+}
+
+/* An event's four fields, from an already parsed array. */
+static int event_fields(const msgpack_object *f, kv_entry_t *e)
+{
+    uint64_t op;
+    if (get_u64(&f[0], &e->rev) != 0 || get_u64(&f[1], &op) != 0 ||
+        (op != KV_OP_PUT && op != KV_OP_DELETE) || get_key(&f[2], &e->key) != 0)
+        return WB_EPROTO;
+    e->op = (int)op;
+    e->has_value = f[3].type != MSGPACK_OBJECT_NIL;
+    if (e->has_value && get_bytes(&f[3], &e->value) != 0)
+        return WB_EPROTO;
+    if (!e->has_value)
+        e->value.p = NULL, e->value.n = 0;
+    return 0;
+}
+
+int kv_dec_next(const uint8_t *body, size_t len, uint32_t *max, uint64_t *ack)
+{
+    uint64_t m;
+    const msgpack_object *f = parse(body, len, 2, NULL);
+    if (f == NULL || get_u64(&f[0], &m) != 0 || get_u64(&f[1], ack) != 0 || *ack > INT64_MAX)
+        return WB_EPROTO;
+    *max = m == 0 || m > KV_MAX_LIST ? KV_MAX_LIST : (uint32_t)m;
+    return 0;
+}
+
+int kv_dec_changes(const uint8_t *body, size_t len, void (*cb)(const kv_entry_t *e, void *arg),
+                   void *arg, int *more)
+{
+    const msgpack_object *f = parse(body, len, 2, NULL);
+    if (f == NULL || f[0].type != MSGPACK_OBJECT_ARRAY || f[1].type != MSGPACK_OBJECT_BOOLEAN)
+        return WB_EPROTO;
+    const msgpack_object *arr = f[0].via.array.ptr;
+    uint32_t n = f[0].via.array.size;
+    kv_entry_t e;
+    for (uint32_t i = 0; i < n; i++)
+        if (arr[i].type != MSGPACK_OBJECT_ARRAY || arr[i].via.array.size != 4 ||
+            event_fields(arr[i].via.array.ptr, &e) != 0)
+            return WB_EPROTO;
+    *more = f[1].via.boolean;
+    for (uint32_t i = 0; i < n; i++) {
+        event_fields(arr[i].via.array.ptr, &e);
+        cb(&e, arg);
+    }
     return 0;
 }
 

@@ -11,12 +11,23 @@
  *   LIST               4     [prefix, after|nil, limit]      ENTRIES [[[key, value, rev]...], more]
  *   WATCH              5     [prefix, from_rev]              opens a conversation: EVENT...
  *                            (from_rev KV_FROM_NOW: only changes after the server's head)
+ *   CURSOR             6     [prefix, from_rev]              OK [cursor]: a durable cursor,
+ *                                                            a row in the server's database
+ *   NEXT               7     [max, ack], regarding cursor    CHANGES | ERR
+ *   DROP               8     [], regarding cursor            OK [0] | ERR
+ *
+ *   NEXT and DROP are keyed by the cursor's rowid and run on the server's
+ *   database thread (dispatch rule 5). NEXT first moves the cursor to `ack`
+ *   (the last revision the client has processed; 0 moves nothing), then
+ *   answers up to `max` changes after it: a client that loses an answer asks
+ *   again and misses nothing, across reconnects and server restarts.
  *
  *   OK      64  [rev]
  *   VALUE   65  [key, value, rev]
  *   ENTRIES 66  [entries, more (bool)]: keys after `after`, in key order
  *   EVENT   67  [rev, op (1 put, 2 delete), key, value|nil]   regarding the watch
  *   SYNCED  68  [rev]: the watch has delivered every change up to rev; live from here
+ *   CHANGES 69  [[[rev, op, key, value|nil]...], more]
  *   ERR     127 [code (waybill error code), text]
  *
  * Keys and values are msgpack bin; keys are at most KV_MAX_KEY bytes, values
@@ -40,11 +51,15 @@ enum {
     KV_DELETE = 3,
     KV_LIST = 4,
     KV_WATCH = 5,
+    KV_CURSOR = 6,
+    KV_NEXT = 7,
+    KV_DROP = 8,
     KV_OK = 64,
     KV_VALUE = 65,
     KV_ENTRIES = 66,
     KV_EVENT = 67,
     KV_SYNCED = 68,
+    KV_CHANGES = 69,
     KV_ERR = 127,
 };
 
@@ -96,6 +111,10 @@ int kv_enc_entries_begin(kv_buf_t *b, uint32_t count);
 int kv_enc_entry(kv_buf_t *b, kv_bytes_t key, kv_bytes_t value, uint64_t rev);
 int kv_enc_entries_end(kv_buf_t *b, int more);
 
+int kv_enc_next(kv_buf_t *b, uint32_t max, uint64_t ack);
+/* CHANGES: `items` holds `count` entries each encoded with kv_enc_event. */
+int kv_enc_changes(kv_buf_t *b, const kv_buf_t *items, uint32_t count, int more);
+
 /* Decoders: 0 or WB_EPROTO. */
 int kv_dec_key_value(const uint8_t *body, size_t len, kv_bytes_t *key, kv_bytes_t *value);
 int kv_dec_key(const uint8_t *body, size_t len, kv_bytes_t *key);
@@ -110,6 +129,11 @@ int kv_dec_err(const uint8_t *body, size_t len, int *code, kv_bytes_t *text);
 /* ENTRIES: cb runs once per entry, in order; *more tells whether the server
  * had more after the last one. */
 int kv_dec_entries(const uint8_t *body, size_t len, void (*cb)(const kv_entry_t *e, void *arg),
+                   void *arg, int *more);
+
+int kv_dec_next(const uint8_t *body, size_t len, uint32_t *max, uint64_t *ack);
+/* CHANGES: cb runs once per change, in order. */
+int kv_dec_changes(const uint8_t *body, size_t len, void (*cb)(const kv_entry_t *e, void *arg),
                    void *arg, int *more);
 
 /* The smallest key greater than every key starting with prefix: written to

@@ -30,9 +30,22 @@ static const char *const migrations[] = {
     "    ON CONFLICT(key) DO UPDATE SET value = excluded.value, rev = excluded.rev;"
     "  DELETE FROM kv WHERE NEW.op = 2 AND key = NEW.key;"
     "END;",
+    "CREATE TABLE cursors (id INTEGER PRIMARY KEY, prefix BLOB NOT NULL, prefix_end BLOB,"
+    " pos INTEGER NOT NULL);",
 };
 
-enum { OP_PUT, OP_DEL, OP_GET, OP_LIST, OP_CHANGES, OP_HEAD };
+enum {
+    OP_PUT,
+    OP_DEL,
+    OP_GET,
+    OP_LIST,
+    OP_CHANGES,
+    OP_HEAD,
+    OP_CURSOR_NEW,
+    OP_CURSOR_GET,
+    OP_CURSOR_ACK,
+    OP_CURSOR_DROP,
+};
 
 static const wb_db_op_t ops[] = {
     [OP_PUT] = {"put", "INSERT INTO changes(key, op, value) VALUES (?1, 1, ?2)"},
@@ -46,7 +59,127 @@ static const wb_db_op_t ops[] = {
                                " AND key >= ?2 AND (?3 IS NULL OR key < ?3)"
                                " ORDER BY rev LIMIT ?4"},
     [OP_HEAD] = {"head", "SELECT COALESCE(MAX(rev), 0) FROM changes"},
+    [OP_CURSOR_NEW] = {"cursor-new", "INSERT INTO cursors(prefix, prefix_end, pos)"
+                                     " VALUES (?1, ?2, MIN(?3, (SELECT COALESCE(MAX(rev), 0)"
+                                     " FROM changes)))"},
+    [OP_CURSOR_GET] = {"cursor-get", "SELECT prefix, prefix_end, pos FROM cursors WHERE id = ?1"},
+    [OP_CURSOR_ACK] = {"cursor-ack", "UPDATE cursors SET pos = ?2 WHERE id = ?1 AND pos < ?2"},
+    [OP_CURSOR_DROP] = {"cursor-drop", "DELETE FROM cursors WHERE id = ?1"},
 };
+
+/* ---- cursors: handlers on the database thread (rule 5) ---------------------------- */
+
+enum { H_CURSOR_NEXT, H_CURSOR_DROP };
+
+typedef struct {
+    uint8_t prefix[KV_MAX_KEY], end[KV_MAX_KEY];
+    size_t prefix_n, end_n;
+    int has_end, found;
+    int64_t pos;
+} cursor_row_t;
+
+static int cursor_row(void *arg, const wb_value_t *cols, size_t ncols)
+{
+    cursor_row_t *c = arg;
+    if (ncols != 3 || cols[0].u.s.n > KV_MAX_KEY || cols[1].u.s.n > KV_MAX_KEY)
+        return 1;
+    memcpy(c->prefix, cols[0].u.s.p, cols[0].u.s.n);
+    c->prefix_n = cols[0].u.s.n;
+    c->has_end = cols[1].type != WB_VAL_NULL;
+    if (c->has_end) {
+        memcpy(c->end, cols[1].u.s.p, cols[1].u.s.n);
+        c->end_n = cols[1].u.s.n;
+    }
+    c->pos = cols[2].u.i;
+    c->found = 1;
+    return 1;
+}
+
+typedef struct {
+    kv_buf_t items;
+    uint32_t count, max;
+    size_t max_bytes;
+    int more;
+} changes_acc_t;
+
+static int change_row(void *arg, const wb_value_t *cols, size_t ncols)
+{
+    changes_acc_t *a = arg;
+    if (ncols != 4)
+        return 1;
+    kv_entry_t e = {.rev = (uint64_t)cols[0].u.i,
+                    .op = (int)cols[1].u.i,
+                    .key = {cols[2].u.s.p, cols[2].u.s.n},
+                    .value = {cols[3].u.s.p, cols[3].u.s.n},
+                    .has_value = cols[3].type != WB_VAL_NULL};
+    size_t sz = e.key.n + e.value.n + 32;
+    /* One more than asked, or than fits one message, says there is more. */
+    if (a->count == a->max || (a->count > 0 && a->items.len + sz > a->max_bytes)) {
+        a->more = 1;
+        return 1;
+    }
+    kv_enc_event(&a->items, &e);
+    a->count++;
+    return 0;
+}
+
+static int cursor_next(wb_db_call_t *call, int64_t rowid, const uint8_t *body, size_t len,
+                       void *arg)
+{
+    const kv_server_config_t *cfg = arg;
+    uint32_t max;
+    uint64_t ack;
+    cursor_row_t c = {0};
+    int rc;
+    if (kv_dec_next(body, len, &max, &ack) != 0)
+        return wb_db_call_fail(call, WB_EPROTO, "malformed next");
+    wb_value_t id = wb_val_int(rowid);
+    if (ack > 0) {
+        wb_value_t b[2] = {id, wb_val_int((int64_t)ack)};
+        if ((rc = wb_db_call_exec(call, OP_CURSOR_ACK, b, 2, NULL, NULL)) != 0)
+            return rc;
+    }
+    if ((rc = wb_db_call_exec(call, OP_CURSOR_GET, &id, 1, cursor_row, &c)) != 0)
+        return rc;
+    if (!c.found)
+        return wb_db_call_fail(call, WB_ENOENT, "no such cursor");
+    changes_acc_t a = {.max = max, .max_bytes = cfg->max_value + KV_OVERHEAD - 256};
+    kv_buf_init(&a.items);
+    wb_value_t q[4] = {wb_val_int(c.pos), wb_val_blob(c.prefix, c.prefix_n),
+                       c.has_end ? wb_val_blob(c.end, c.end_n) : wb_val_null(),
+                       wb_val_int((int64_t)max + 1)};
+    rc = wb_db_call_exec(call, OP_CHANGES, q, 4, change_row, &a);
+    if (rc == 0) {
+        kv_buf_t out;
+        kv_buf_init(&out);
+        rc = kv_enc_changes(&out, &a.items, a.count, a.more);
+        if (rc == 0)
+            rc = wb_db_call_reply(call, out.p, out.len);
+        kv_buf_fini(&out);
+    }
+    kv_buf_fini(&a.items);
+    return rc;
+}
+
+static int cursor_drop(wb_db_call_t *call, int64_t rowid, const uint8_t *body, size_t len,
+                       void *arg)
+{
+    (void)body;
+    (void)len;
+    (void)arg;
+    wb_value_t id = wb_val_int(rowid);
+    int rc = wb_db_call_exec(call, OP_CURSOR_DROP, &id, 1, NULL, NULL);
+    if (rc != 0)
+        return rc;
+    if (wb_db_call_changes(call) == 0)
+        return wb_db_call_fail(call, WB_ENOENT, "no such cursor");
+    kv_buf_t out;
+    kv_buf_init(&out);
+    kv_enc_rev(&out, 0);
+    rc = out.oom ? WB_ENOMEM : wb_db_call_reply(call, out.p, out.len);
+    kv_buf_fini(&out);
+    return rc;
+}
 
 /* ---- state -------------------------------------------------------------------------- */
 
@@ -95,7 +228,6 @@ struct server_s {
     uint64_t next_cookie;
     wb_idmap_t conns;
     watch_t *watches;
-    wb_event_t *deferred_head, *deferred_tail; /* refused by the database lane */
     kv_buf_t buf;
     uint64_t served, errors;
 };
@@ -103,35 +235,6 @@ struct server_s {
 static void conn_settle(server_t *s, conn_t *c);
 
 /* ---- talking to the database lane ----------------------------------------------------- */
-
-static void defer(server_t *s, wb_event_t *ev)
-{
-    atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
-    if (s->deferred_tail != NULL)
-        atomic_store_explicit(&s->deferred_tail->next, ev, memory_order_relaxed);
-    else
-        s->deferred_head = ev;
-    s->deferred_tail = ev;
-}
-
-static void flush_deferred(server_t *s)
-{
-    while (s->deferred_head != NULL) {
-        wb_event_t *ev = s->deferred_head;
-        wb_event_t *next = atomic_load_explicit(&ev->next, memory_order_relaxed);
-        atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
-        int rc = wb_rt_send(s->rt, ev);
-        if (rc == WB_EAGAIN) {
-            atomic_store_explicit(&ev->next, next, memory_order_relaxed);
-            return;
-        }
-        s->deferred_head = next;
-        if (next == NULL)
-            s->deferred_tail = NULL;
-        if (rc != 0)
-            wb_event_free(ev); /* the lane closed: shutting down */
-    }
-}
 
 static void pending_free(pending_t *p)
 {
@@ -152,19 +255,11 @@ static int db_request(server_t *s, pending_t *p, const wb_value_t *binds, size_t
         wb_event_free(ev);
         return WB_ENOMEM;
     }
-    wb_event_route(ev, WB_LANE_ACTOR, wb_actor_id(s->self), WB_LANE_DB, 0);
     ev->cookie = cookie;
-    if (s->deferred_head != NULL) {
-        defer(s, ev);
-    } else {
-        int rc = wb_rt_send(s->rt, ev);
-        if (rc == WB_EAGAIN) {
-            defer(s, ev);
-        } else if (rc != 0) {
-            wb_idmap_del(&s->pending, cookie);
-            wb_event_free(ev);
-            return rc;
-        }
+    int rc = wb_endpoint_db_send(s->ep, ev); /* held in order if the lane is full */
+    if (rc != 0) {
+        wb_idmap_del(&s->pending, cookie);
+        return rc;
     }
     if (cookie_out != NULL)
         *cookie_out = cookie;
@@ -513,6 +608,34 @@ static void on_watch(wb_dispatch_t *d, const wb_msg_t *m, void *arg)
     watch_catch_up(w);
 }
 
+static void on_cursor(wb_dispatch_t *d, const wb_msg_t *m, void *arg)
+{
+    server_t *s = arg;
+    kv_bytes_t prefix;
+    uint64_t from;
+    uint8_t end[KV_MAX_KEY];
+    (void)d;
+    if (kv_dec_watch(m->env.body, m->env.body_len, &prefix, &from) != 0) {
+        answer_err(s, m->peer, m->env.id, m->env.regards, WB_EPROTO, "malformed cursor");
+        return;
+    }
+    int end_n = kv_prefix_end(prefix, end);
+    pending_t *p = pending_for(s, m, OP_CURSOR_NEW);
+    if (p == NULL)
+        return;
+    wb_value_t b[3] = {wb_val_blob(prefix.p, prefix.n),
+                       end_n > 0 ? wb_val_blob(end, (size_t)end_n) : wb_val_null(),
+                       wb_val_int((int64_t)from)};
+    submit(s, m, p, b, 3, 0);
+}
+
+static void on_row_error(wb_endpoint_t *ep, const wb_msg_t *m, int code, const char *msg,
+                         void *user)
+{
+    (void)ep;
+    answer_err(user, m->peer, m->env.id, m->env.regards, code, msg);
+}
+
 /* ---- database results
  * ------------------------------------------------------------------------------------- */
 
@@ -567,6 +690,10 @@ static void on_result(server_t *s, wb_event_t *res)
         watches_push(s, &e);
         break;
     }
+    case OP_CURSOR_NEW:
+        kv_enc_rev(&s->buf, (uint64_t)wb_db_result_rowid(res));
+        answer(s, p->peer, p->msg_id, p->regards, KV_OK);
+        break;
     case OP_GET: {
         wb_value_t v, r;
         if (wb_db_result_nrows(res) == 0) {
@@ -663,6 +790,7 @@ static void server_start(server_t *s)
                                .on_open = ep_open,
                                .on_close = ep_close,
                                .on_writable = ep_writable,
+                               .on_row_error = on_row_error,
                                .user = s};
     wb_tcp_opts_t opts;
     wb_tcp_opts_init(&opts);
@@ -679,6 +807,9 @@ static void server_start(server_t *s)
     wb_dispatch_on_type(s->d, KV_DELETE, on_get_or_delete, s);
     wb_dispatch_on_type(s->d, KV_LIST, on_list, s);
     wb_dispatch_on_type(s->d, KV_WATCH, on_watch, s);
+    wb_dispatch_on_type(s->d, KV_CURSOR, on_cursor, s);
+    wb_endpoint_on_row(s->ep, KV_NEXT, H_CURSOR_NEXT, KV_CHANGES, 0);
+    wb_endpoint_on_row(s->ep, KV_DROP, H_CURSOR_DROP, KV_OK, s->cfg->durable ? WB_DB_DURABLE : 0);
     pending_t *p = calloc(1, sizeof(*p));
     if (p != NULL) {
         p->op = OP_HEAD;
@@ -697,12 +828,12 @@ static void server_start(server_t *s)
 static void server_handle(wb_actor_t *self, wb_event_t *ev)
 {
     server_t *s = wb_actor_state(self);
+    if (s->ep != NULL && wb_endpoint_handle(s->ep, ev))
+        return; /* connections, held sends, row requests, timeouts */
     if (ev->type == WB_EV_USER) {
         server_start(s);
     } else if (ev->type == WB_EV_DB_RESULT) {
         on_result(s, ev);
-    } else if (ev->type == WB_EV_RESUME && ev->src_lane == WB_LANE_DB) {
-        flush_deferred(s);
     } else if (ev->type == WB_EV_TCP_LISTENING) {
         if (ev->status == 0) {
             wb_info("kv", "listening on %s (db %s, %s writes)", (const char *)ev->data,
@@ -714,8 +845,6 @@ static void server_handle(wb_actor_t *self, wb_event_t *ev)
         }
         if (s->cfg->on_listening != NULL)
             s->cfg->on_listening(ev->status, (uint16_t)ev->cookie, s->cfg->user);
-    } else if (s->ep != NULL && wb_endpoint_handle(s->ep, ev)) {
-        return; /* the endpoint took it */
     }
     wb_event_free(ev);
 }
@@ -742,11 +871,6 @@ static void server_fini(wb_actor_t *self)
     wb_idmap_fini(&s->pending);
     wb_idmap_each(&s->conns, free_conn, NULL);
     wb_idmap_fini(&s->conns);
-    while (s->deferred_head != NULL) {
-        wb_event_t *ev = s->deferred_head;
-        s->deferred_head = atomic_load_explicit(&ev->next, memory_order_relaxed);
-        wb_event_free(ev);
-    }
     kv_buf_fini(&s->buf);
     free(s);
 }
@@ -767,7 +891,12 @@ void kv_server_config_init(kv_server_config_t *cfg)
 int kv_server_setup(wb_rt_t *rt, const kv_server_config_t *cfg)
 {
     static wb_db_config_t dbc;
+    static wb_db_handler_t handlers[2];
+    handlers[H_CURSOR_NEXT] = (wb_db_handler_t){"cursor-next", cursor_next, (void *)cfg};
+    handlers[H_CURSOR_DROP] = (wb_db_handler_t){"cursor-drop", cursor_drop, (void *)cfg};
     memset(&dbc, 0, sizeof(dbc));
+    dbc.handlers = handlers;
+    dbc.n_handlers = 2;
     dbc.path = cfg->db_path;
     dbc.migrations = migrations;
     dbc.n_migrations = sizeof(migrations) / sizeof(migrations[0]);

@@ -77,6 +77,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kv_dec_err(data, size, &code, &t) == 0)
         inside(t);
     kv_dec_entries(data, size, entry_cb, NULL, &more);
+    kv_dec_changes(data, size, entry_cb, NULL, &more);
+    uint32_t max;
+    if (kv_dec_next(data, size, &max, &rev) == 0)
+        WB_ASSERT(max >= 1 && max <= KV_MAX_LIST && rev <= KV_FROM_NOW);
 
     uint8_t end[KV_MAX_KEY];
     if (size <= KV_MAX_KEY) {

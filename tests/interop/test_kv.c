@@ -428,13 +428,63 @@ static void test_watch_resumes(void **state)
     assert_int_equal(next, 100);
 }
 
+/* A durable cursor (rule 5: keyed by its rowid, served on the database
+ * thread): repeats what was not acknowledged, survives a server SIGKILL. */
+static void test_cursor(void **state)
+{
+    (void)state;
+    char out[65536];
+    unsigned long long cur, r;
+    assert_int_equal(kv(out, sizeof(out), "put", "q/0", "zero", NULL), 0);
+    assert_int_equal(kv(out, sizeof(out), "cursor", "q/", "--from", "0", NULL), 0);
+    assert_int_equal(sscanf(out, "cursor %llu", &cur), 1);
+    char curs[32];
+    snprintf(curs, sizeof(curs), "%llu", cur);
+    assert_int_equal(kv(out, sizeof(out), "put", "q/1", "one", NULL), 0);
+    assert_int_equal(kv(out, sizeof(out), "put", "elsewhere", "x", NULL), 0);
+    /* Everything after 0 under q/, twice: nothing was acknowledged. */
+    assert_int_equal(kv(out, sizeof(out), "next", curs, NULL), 0);
+    assert_non_null(strstr(out, "put q/0 = zero"));
+    assert_non_null(strstr(out, "put q/1 = one"));
+    assert_null(strstr(out, "elsewhere"));
+    char again[65536];
+    assert_int_equal(kv(again, sizeof(again), "next", curs, NULL), 0);
+    assert_string_equal(out, again);
+    /* Acknowledge the first; the server dies; the cursor is still there. */
+    char *l2 = strstr(out, "rev ");
+    assert_int_equal(sscanf(l2, "rev %llu", &r), 1);
+    char ack[32];
+    snprintf(ack, sizeof(ack), "%llu", r);
+    assert_int_equal(kv(out, sizeof(out), "--json", "next", curs, "--ack", ack, NULL), 0);
+    assert_null(strstr(out, "\"q/0\""));
+    assert_non_null(strstr(out, "\"q/1\""));
+    int p = server_port;
+    server_stop(SIGKILL);
+    server_start(p);
+    assert_int_equal(kv(out, sizeof(out), "put", "q/2", "two", NULL), 0);
+    assert_int_equal(kv(out, sizeof(out), "next", curs, NULL), 0);
+    assert_null(strstr(out, "q/0"));
+    assert_non_null(strstr(out, "put q/1 = one"));
+    assert_non_null(strstr(out, "put q/2 = two"));
+    /* Bounded batches; unknown and dropped cursors are errors. */
+    assert_int_equal(kv(out, sizeof(out), "next", curs, "--max", "1", NULL), 0);
+    assert_null(strstr(out, "q/2"));
+    assert_int_equal(kv(out, sizeof(out), "next", "999999", NULL), 1);
+    assert_int_equal(kv(out, sizeof(out), "drop", curs, NULL), 0);
+    assert_int_equal(kv(out, sizeof(out), "next", curs, NULL), 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_get_delete_list), cmocka_unit_test(test_list_pages),
-        cmocka_unit_test(test_value_limits),        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_flooder_held),        cmocka_unit_test(test_watch_resumes),
+        cmocka_unit_test(test_put_get_delete_list),
+        cmocka_unit_test(test_list_pages),
+        cmocka_unit_test(test_value_limits),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_flooder_held),
+        cmocka_unit_test(test_watch_resumes),
+        cmocka_unit_test(test_cursor),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

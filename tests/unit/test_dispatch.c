@@ -440,26 +440,30 @@ static void test_row_handlers(void **state)
     assert_int_equal(r.rowid, 12345);
     assert_int_equal(r.msg_id, id);
     assert_string_equal(r.body, "next");
-    /* A live conversation with that id wins (rule 3). */
+    /* The type decides: even regarding a live conversation's id, a row
+     * type goes to its row handler; other types still reach the
+     * conversation. */
     assert_int_equal(wb_conv_open(A, PEER_B, 5, NULL, 0, &cv_def, &cl, &cl.c), 0);
     pump();
     assert_int_equal(wb_conv_send(cl.c, 20, "conv", 4, NULL), 0);
+    assert_int_equal(wb_conv_send(cl.c, 6, "conv", 4, NULL), 0);
     pump();
-    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.calls, 2);
+    assert_int_equal(r.rowid, (int64_t)wb_conv_id(cl.c));
     assert_int_equal(server_conv.msgs, 1);
     /* Another type regarding a row nobody serves: dropped (rule 4). */
     assert_int_equal(wb_dispatch_send(A, PEER_B, 21, 0, 777, "x", 1, NULL), 0);
     pump();
-    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.calls, 2);
     wb_dispatch_stats_t st;
     wb_dispatch_stats(B, &st);
-    assert_int_equal(st.by_row, 1);
+    assert_int_equal(st.by_row, 2);
     assert_int_equal(st.dropped_unknown, 1);
     /* Removed: dropped too. */
     assert_int_equal(wb_dispatch_on_row(B, 20, NULL, NULL), 0);
     assert_int_equal(wb_dispatch_send(A, PEER_B, 20, 0, 12345, "y", 1, NULL), 0);
     pump();
-    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.calls, 2);
     wb_conv_close(cl.c, 0);
 }
 
