@@ -69,6 +69,16 @@ static wb_event_t *held_pop(conn_t *c)
     return ev;
 }
 
+/* Put ev back at the head, where held_pop took it from. */
+static void held_unpop(conn_t *c, wb_event_t *ev)
+{
+    atomic_store_explicit(&ev->next, c->held_head, memory_order_relaxed);
+    c->held_head = ev;
+    if (c->held_tail == NULL)
+        c->held_tail = ev;
+    c->nheld++;
+}
+
 static void held_free(conn_t *c)
 {
     wb_event_t *ev;
@@ -76,15 +86,18 @@ static void held_free(conn_t *c)
         wb_event_free(ev);
 }
 
-/* Push held messages out until the lane refuses again. */
+/* Push held messages out until the lane refuses again. Each is taken off
+ * the list before it is sent: once sent, its `next` link belongs to the
+ * network lane's queue (and the event may already be written and freed). */
 static void flush(wb_endpoint_t *ep, conn_t *c)
 {
-    while (c->held_head != NULL) {
-        wb_event_t *ev = c->held_head;
+    wb_event_t *ev;
+    while ((ev = held_pop(c)) != NULL) {
         int rc = wb_tcp_send(ep->rt, c->id, ev);
-        if (rc == WB_EAGAIN)
+        if (rc == WB_EAGAIN) {
+            held_unpop(c, ev);
             return;
-        held_pop(c);
+        }
         if (rc != 0)
             wb_event_free(ev);
     }
@@ -404,7 +417,7 @@ int wb_endpoint_handle(wb_endpoint_t *ep, wb_event_t *ev)
             wb_event_free(ev);
             return 1;
         }
-        wb_dispatch_input(ep->d, ev->src, ev, 0);
+        wb_dispatch_input(ep->d, ev->src, ev, ep->cfg.trace ? wb_tcp_blob_queued_ns(ev) : 0);
         wb_endpoint_rearm(ep);
         return 1;
     case WB_EV_TCP_CLOSED:

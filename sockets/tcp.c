@@ -767,11 +767,22 @@ static wb_event_t *blob_new(wb_frame_t *f)
     return ev;
 }
 
+/* Microseconds on a 31-bit wrapping clock: the read time a blob carries. */
+static int32_t stamp_us(void)
+{
+    return (int32_t)((uv_hrtime() / 1000u) & 0x7fffffffu);
+}
+
+uint64_t wb_tcp_blob_queued_ns(const wb_event_t *blob)
+{
+    return (uint64_t)(((uint32_t)stamp_us() - (uint32_t)blob->status) & 0x7fffffffu) * 1000u;
+}
+
 static int deliver(conn_t *c, wb_event_t *ev)
 {
     wb_event_route(ev, WB_LANE_NET, c->o.id, c->o.owner_lane, c->o.owner);
     ev->cookie = c->cookie;
-    ev->status = 0;
+    ev->status = ev->type == WB_EV_TCP_BLOB ? stamp_us() : 0;
     return wb_rt_send(c->o.s->rt, ev);
 }
 

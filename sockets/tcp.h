@@ -32,7 +32,9 @@
  *                         cookie: the listener that accepted it or the dialer
  *                         that made it (0 for wb_tcp_dial).
  *   WB_EV_TCP_BLOB        src = connection. Payload: one message's bytes. A
- *                         data event: see "Reading" below.
+ *                         data event: see "Reading" below. status: when it
+ *                         was handed up, in microseconds on a 31-bit wrapping
+ *                         clock (wb_tcp_blob_queued_ns tells how long ago).
  *   WB_EV_TCP_CLOSED      src = the connection, listener or dialer that ended.
  *                         status: the reason code, payload: the reason text
  *                         (table below). The last event about that id.
@@ -198,6 +200,10 @@ int wb_tcp_dial_persistent(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, co
  * payload above the connection's max_message closes the connection with
  * WB_ETOOBIG. */
 int wb_tcp_send(wb_rt_t *rt, uint64_t conn, wb_event_t *blob);
+
+/* How long ago the network lane handed this WB_EV_TCP_BLOB up, in ns (for
+ * traces; right for waits under 35 minutes). Any thread. */
+uint64_t wb_tcp_blob_queued_ns(const wb_event_t *blob);
 
 /* Close a connection, listener or dialer (see "Closing"). Returns 0,
  * WB_EINVAL, WB_ENOMEM or WB_ECLOSED. */

@@ -386,8 +386,13 @@ static void watch_rows(watch_t *w, const wb_event_t *res)
                         .key = {key.u.s.p, key.u.s.n},
                         .value = {value.u.s.p, value.u.s.n},
                         .has_value = value.type != WB_VAL_NULL};
-        if (watch_send(w, &e) != 0) {
+        int rc = watch_send(w, &e);
+        if (rc == WB_EAGAIN) {
             w->want_credit = 1; /* on_credit asks again from the cursor */
+            return;
+        }
+        if (rc != 0) {
+            wb_conv_close(w->conv, rc);
             return;
         }
     }
@@ -406,16 +411,21 @@ static void watch_rows(watch_t *w, const wb_event_t *res)
 /* A write committed: push it to every watch that is live. */
 static void watches_push(server_t *s, const kv_entry_t *e)
 {
-    for (watch_t *w = s->watches; w != NULL; w = w->next) {
+    watch_t *next_w;
+    for (watch_t *w = s->watches; w != NULL; w = next_w) {
+        next_w = w->next;
         if (!w->live)
             continue;
         if (!matches(w, e->key.p, e->key.n)) {
             w->cursor = e->rev;
             continue;
         }
-        if (watch_send(w, e) != 0) {
+        int rc = watch_send(w, e);
+        if (rc == WB_EAGAIN) {
             w->live = 0;
             w->want_credit = 1;
+        } else if (rc != 0) {
+            wb_conv_close(w->conv, rc); /* frees w; next_w is already read */
         }
     }
 }

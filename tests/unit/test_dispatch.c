@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -15,6 +16,7 @@
 #include "dispatch/envelope.h"
 #include "dispatch/mpcheck.h"
 #include "runtime/error.h"
+#include "runtime/log.h"
 #include "runtime/pool.h"
 
 #define PEER_A 11 /* how B names A */
@@ -467,6 +469,55 @@ static void test_row_handlers(void **state)
     wb_conv_close(cl.c, 0);
 }
 
+/* ---- the routing trace ------------------------------------------------------------- */
+
+static void noop_type(wb_dispatch_t *d, const wb_msg_t *m, void *arg)
+{
+    (void)d;
+    (void)m;
+    (void)arg;
+}
+
+static void test_trace(void **state)
+{
+    (void)state;
+    wb_dispatch_t *t;
+    wb_dispatch_config_t cfg = {.send = send_to, .ctx = (void *)2, .trace = 1};
+    assert_int_equal(wb_dispatch_new(&t, &cfg), 0);
+    assert_int_equal(wb_dispatch_peer_add(t, 5, &wb_codec_msgpack, 0), 0);
+    assert_int_equal(wb_dispatch_on_type(t, 3, noop_type, NULL), 0);
+    uint8_t buf[64];
+    size_t len;
+    wb_envelope_t env = {3, 7, 0, 0, (const uint8_t *)"x", 1};
+    assert_int_equal(wb_codec_msgpack.encode(&env, buf, sizeof(buf), &len), 0);
+    /* Catch what the log writes to stderr. */
+    int p[2], saved = dup(2);
+    int level = wb_log_level();
+    assert_int_equal(pipe(p), 0);
+    dup2(p[1], 2);
+    wb_log_set_level(WB_LOG_INFO);
+    wb_dispatch_input(t, 5, wb_event_new_copy(0, buf, len), 1500);
+    env.type = 4; /* nobody's */
+    env.id = 9;
+    env.regards = 77;
+    assert_int_equal(wb_codec_msgpack.encode(&env, buf, sizeof(buf), &len), 0);
+    wb_dispatch_input(t, 5, wb_event_new_copy(0, buf, len), 0);
+    dup2(saved, 2);
+    close(saved);
+    close(p[1]);
+    wb_log_set_level(level);
+    char out[2048];
+    ssize_t n = read(p[0], out, sizeof(out) - 1);
+    close(p[0]);
+    assert_true(n > 0);
+    out[n] = 0;
+    assert_non_null(strstr(out, "trace: peer=5 type=3 id=7 reply_to=0 regards=0 handler=type"
+                                " queued_us=1.5"));
+    assert_non_null(strstr(out, "peer=5 type=4 id=9 reply_to=0 regards=77 handler=dropped"));
+    /* Off by default: nothing when trace is 0. */
+    wb_dispatch_free(t);
+}
+
 /* ---- peers leaving ------------------------------------------------------------------- */
 
 static void test_peer_removed(void **state)
@@ -504,6 +555,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conversation_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credit_flow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_handlers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_removed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
