@@ -928,6 +928,12 @@ static int db_open(db_t *s)
         return open_fail(s, code, "journal_mode=WAL");
     if ((rc = exec(s, "PRAGMA synchronous=NORMAL")) != SQLITE_OK)
         return open_fail(s, map_rc(rc), "synchronous=NORMAL");
+    /* The one connection may keep a large page cache, and checkpoints (each
+     * an fsync of the database on this thread) come every 32 MiB of WAL
+     * rather than every 4 MiB. */
+    if ((rc = exec(s, "PRAGMA cache_size=-65536")) != SQLITE_OK ||
+        (rc = exec(s, "PRAGMA wal_autocheckpoint=8192")) != SQLITE_OK)
+        return open_fail(s, map_rc(rc), "cache_size, wal_autocheckpoint");
     if ((code = migrate(s)) != 0)
         return code;
 

@@ -39,8 +39,9 @@ typedef struct wb__lane_s {
     _Atomic int has_waiters;
 
     uv_loop_t loop;
-    uv_async_t async;
-    uv_idle_t idle; /* active while work remains after a turn */
+    int wake_fd;     /* eventfd a producer writes to wake the lane (-1: none) */
+    uv_poll_t waker; /* the lane's loop watching wake_fd */
+    uv_idle_t idle;  /* active while work remains after a turn */
     pthread_t thread;
     int thread_started;
 
