@@ -33,7 +33,7 @@ static void server_usage(FILE *f)
 {
     fprintf(f, "usage: waybill kv-server [--host ADDR] [--port N] [--db PATH]\n"
                "                         [--max-connections N] [--max-value-size BYTES]\n"
-               "                         [--durable] [--trace]\n\n"
+               "                         [--durable] [--trace] [--inbox-limit N]\n\n"
                "A key-value service whose state is SQLite rows. Writes are group-committed\n"
                "(WAL, synchronous=NORMAL: safe from a crash of the process; --durable syncs\n"
                "every commit to disk before answering). Runs until SIGINT or SIGTERM.\n\n"
@@ -43,7 +43,9 @@ static void server_usage(FILE *f)
                "  --max-connections N     connections served at once (default 1024)\n"
                "  --max-value-size BYTES  largest value accepted (default 1048576)\n"
                "  --durable               answer writes only once synced to disk\n"
-               "  --trace                 log one line per message routed\n");
+               "  --trace                 log one line per message routed\n"
+               "  --inbox-limit N         events a thread's inbox holds before producers wait\n"
+               "                          (default 4096; small values are for testing)\n");
 }
 
 static void on_listening(int status, uint16_t port, void *user)
@@ -82,10 +84,12 @@ int wb_cmd_kv_server(int argc, char **argv)
         {"max-value-size", required_argument, NULL, 'v'},
         {"durable", no_argument, NULL, 'D'},
         {"trace", no_argument, NULL, 't'},
+        {"inbox-limit", required_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static kv_server_config_t cfg;
+    uint32_t inbox_limit = 0;
     long long v;
     int ch;
     kv_server_config_init(&cfg);
@@ -119,6 +123,11 @@ int wb_cmd_kv_server(int argc, char **argv)
         case 't':
             cfg.trace = 1;
             break;
+        case 'i':
+            if ((v = parse_num(optarg, 16, 1 << 24)) < 0)
+                goto bad;
+            inbox_limit = (uint32_t)v;
+            break;
         case 'h':
             server_usage(stdout);
             return 0;
@@ -139,7 +148,11 @@ int wb_cmd_kv_server(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     wb_rt_t *rt;
-    int rc = wb_rt_new(&rt, NULL);
+    wb_rt_config_t rtc;
+    wb_rt_config_init(&rtc);
+    if (inbox_limit)
+        rtc.inbox_limit = inbox_limit;
+    int rc = wb_rt_new(&rt, &rtc);
     if (rc == 0)
         rc = kv_server_setup(rt, &cfg);
     if (rc == 0)

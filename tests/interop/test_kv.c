@@ -43,6 +43,8 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static const char *server_extra; /* one more argument for the next server_start */
+
 /* Start the server on port (0: any) and read the port it tells. */
 static void server_start(int port)
 {
@@ -56,8 +58,12 @@ static void server_start(int port)
         dup2(out[1], 1);
         close(out[0]);
         close(out[1]);
-        execl(WAYBILL_BIN, WAYBILL_BIN, "kv-server", "--port", portarg, "--db", db,
-              "--max-value-size", "1048576", (char *)NULL);
+        if (server_extra != NULL)
+            execl(WAYBILL_BIN, WAYBILL_BIN, "kv-server", "--port", portarg, "--db", db,
+                  "--max-value-size", "1048576", server_extra, (char *)NULL);
+        else
+            execl(WAYBILL_BIN, WAYBILL_BIN, "kv-server", "--port", portarg, "--db", db,
+                  "--max-value-size", "1048576", (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -474,6 +480,76 @@ static void test_cursor(void **state)
     assert_int_equal(kv(out, sizeof(out), "next", curs, NULL), 1);
 }
 
+/* Every inbox tiny, many watchers, a burst of writes: sends the network
+ * lane refuses are held and resent in order, and every watcher still sees
+ * every change exactly once, in order. */
+static void test_watchers_under_pressure(void **state)
+{
+    (void)state;
+    enum { WATCHERS = 8, WRITES = 300 };
+    char out[4096], port[16], paths[WATCHERS][300], max[16];
+    int p = server_port;
+    server_stop(SIGTERM);
+    server_extra = "--inbox-limit=16";
+    server_start(p);
+    server_extra = NULL;
+    snprintf(port, sizeof(port), "%d", server_port);
+    snprintf(max, sizeof(max), "%d", WRITES);
+    pid_t w[WATCHERS];
+    for (int i = 0; i < WATCHERS; i++) {
+        snprintf(paths[i], sizeof(paths[i]), "%s/pressure%d.out", dir, i);
+        w[i] = fork();
+        if (w[i] == 0) {
+            int fd = open(paths[i], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            dup2(fd, 1);
+            execl(WAYBILL_BIN, WAYBILL_BIN, "kv", "--port", port, "--json", "watch", "p/", "--from",
+                  "0", "--max-events", max, (char *)NULL);
+            _exit(127);
+        }
+    }
+    /* All writes at once on one raw connection, answers read afterwards. */
+    int fd = raw_connect();
+    kv_buf_t b;
+    kv_buf_init(&b);
+    for (int i = 0; i < WRITES; i++) {
+        char k[16], v[600];
+        snprintf(k, sizeof(k), "p/%04d", i);
+        memset(v, 'a' + i % 26, sizeof(v));
+        kv_buf_reset(&b);
+        kv_enc_key_value(&b, (kv_bytes_t){(const uint8_t *)k, strlen(k)},
+                         (kv_bytes_t){(const uint8_t *)v, sizeof(v)});
+        raw_send(fd, KV_PUT, (uint64_t)(2 * i + 1), b.p, b.len);
+    }
+    kv_buf_fini(&b);
+    for (int i = 0; i < WATCHERS; i++) {
+        int st;
+        uint64_t end = now_ms() + 30000;
+        pid_t r;
+        while ((r = waitpid(w[i], &st, WNOHANG)) == 0 && now_ms() < end)
+            usleep(20000);
+        if (r == 0) {
+            kill(w[i], SIGKILL);
+            waitpid(w[i], &st, 0);
+        }
+        assert_int_equal(r, w[i]);
+        FILE *f = fopen(paths[i], "r");
+        static char line[2048];
+        int next = 0;
+        while (fgets(line, sizeof(line), f) != NULL) {
+            int k;
+            if (strncmp(line, "{\"synced\"", 9) == 0)
+                continue;
+            assert_int_equal(sscanf(line, "{\"op\":\"put\",\"key\":\"p/%d\"", &k), 1);
+            assert_int_equal(k, next);
+            next++;
+        }
+        fclose(f);
+        assert_int_equal(next, WRITES);
+    }
+    close(fd);
+    assert_int_equal(kv(out, sizeof(out), "get", "p/0299", NULL), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -485,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_flooder_held),
         cmocka_unit_test(test_watch_resumes),
         cmocka_unit_test(test_cursor),
+        cmocka_unit_test(test_watchers_under_pressure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
