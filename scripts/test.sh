@@ -33,6 +33,22 @@ bash scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
 stage "unit and interop tests"
 run_ctest build "unit|interop"
 
+stage "install, then build a program against the installed library (pkg-config)"
+inst=$(mktemp -d)
+if cmake --install build --prefix "$inst" >/dev/null &&
+   pc="$inst/lib/pkgconfig" &&
+   cc tests/install/hello.c $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs waybill) -o "$inst/hello" &&
+   LD_LIBRARY_PATH="$inst/lib" "$inst/hello" &&
+   cc tests/install/hello.c $(PKG_CONFIG_PATH=$pc pkg-config --cflags waybill) "$inst/lib/libwaybill.a" \
+      $(PKG_CONFIG_PATH=$pc pkg-config --libs-only-l --static waybill | sed 's/-lwaybill//') \
+      $(pkg-config --libs libuv sqlite3 msgpack) -lpthread -o "$inst/hello-static" &&
+   "$inst/hello-static"; then
+  echo "install: ok"; passed=$((passed + 1))
+else
+  echo "install: FAILED"; failed=$((failed + 1))
+fi
+rm -rf "$inst"
+
 stage "build (clang, ASan+UBSan)"
 bash scripts/build.sh build-asan -DCMAKE_C_COMPILER=clang -DWB_SANITIZE=address -DWB_BENCH=OFF || exit 1
 stage "unit and interop tests under ASan+UBSan"
