@@ -457,8 +457,11 @@ static void run_one(wb_rt_t *rt, wb_actor_t *a, wb_event_t *ev)
         timer_unlink(t);
         free(t);
     }
-    if (rt->trace != NULL)
+    /* Mail that came through the inbox was traced when the lane took it;
+     * local sends and timers are traced here, once. */
+    if (rt->trace != NULL && !(ev->flags & WB_EVF_TRACED))
         rt->trace(rt, WB_LANE_ACTOR, ev, rt->trace_arg);
+    ev->flags &= (uint8_t)~WB_EVF_TRACED;
     rt->as.in_handler = 1;
     a->def->handle(a, ev);
     rt->as.in_handler = 0;

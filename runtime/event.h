@@ -49,6 +49,7 @@ enum {
     WB_EVF_CONTROL = 1u << 0,  /* exempt from inbox bounds */
     WB_EVF_EXTERNAL = 1u << 1, /* payload is external, released by free_cb */
     WB_EVF_COUNTED = 1u << 2,  /* runtime-internal: counted against an inbox bound */
+    WB_EVF_TRACED = 1u << 3,   /* runtime-internal: the trace hook has seen it */
 };
 
 typedef void (*wb_payload_free_cb)(void *data, size_t len);

@@ -263,9 +263,10 @@ static void handle(wb__lane_t *l, wb_event_t *ev)
 {
     wb_rt_t *rt = l->rt;
     stat_add(&l->st_events, 1);
-    /* Mail for an actor is traced once, when the actor takes it (actor.c). */
-    if (rt->trace != NULL && !(l->id == WB_LANE_ACTOR && ev->dst != 0))
+    if (rt->trace != NULL) {
+        ev->flags |= WB_EVF_TRACED; /* actor.c does not trace it again */
         rt->trace(rt, l->id, ev, rt->trace_arg);
+    }
     if ((l->stopping || l->start_failed) && !(ev->dst == 0 && ev->type == WB_EV_STOP)) {
         wb_event_free(ev);
         return;
