@@ -1,6 +1,17 @@
 /*
  * dispatch.c - routing by header: type handlers, one-shot reply handlers,
  * conversations with credit flow control.
+ *
+ * Pending requests live in slabs the dispatcher owns (a free list, so a
+ * request costs no malloc once the slabs cover the most ever outstanding;
+ * they go back to the system in wb_dispatch_free). Their deadlines sit in a
+ * few FIFO queues, one per timeout value: requests with the same timeout are
+ * made in time order, so each queue is sorted by deadline already, and a
+ * reply unlinks its request in O(1) instead of sifting a heap. A deadline
+ * that does not fit a queue (a clock that went back, or more distinct
+ * timeouts than queues) goes into a timer heap; tick takes the earliest of
+ * the queue heads and the heap top, so timeouts still fire in deadline order
+ * (ties in request order).
  */
 #include "dispatch/dispatch.h"
 
@@ -15,12 +26,36 @@
 #include "runtime/log.h"
 #include "runtime/timerheap.h"
 
-typedef struct {
-    wb_theap_entry_t entry; /* first: heap entries are cast back */
+typedef struct pending_s pending_t;
+typedef struct tqueue_s tqueue_t;
+
+struct pending_s {
+    wb_theap_entry_t entry; /* first: heap entries are cast back; deadline is
+                               the request's in a queue too */
+    pending_t *next, *prev; /* in q; next also links the free list */
+    tqueue_t *q;            /* the timeout queue it is in, or NULL */
+    uint64_t order;         /* request order: breaks ties between deadlines */
     uint64_t peer, id;
     wb_reply_cb cb;
     void *arg;
-} pending_t;
+};
+
+/* Requests with one timeout value, earliest deadline first. */
+struct tqueue_s {
+    uint64_t timeout_ms;
+    pending_t *head, *tail;
+};
+
+/* Timeout values with a queue of their own; any others use the heap. */
+#define TQUEUES 4
+
+/* Pending requests are carved from slabs of growing size. */
+typedef struct slab_s {
+    struct slab_s *next;
+    pending_t slots[];
+} slab_t;
+#define SLAB_FIRST 32
+#define SLAB_MAX   1024
 
 typedef struct {
     uint64_t id;
@@ -56,7 +91,13 @@ struct wb_dispatch_s {
     wb_idmap_t peers;
     wb_idmap_t types; /* key type + 1 */
     wb_idmap_t rows;  /* key type + 1 */
-    wb_theap_t deadlines;
+    tqueue_t tq[TQUEUES];
+    int ntq;         /* queues that have been given a timeout value */
+    wb_theap_t late; /* deadlines no queue could take in order */
+    uint64_t order;  /* next pending_t.order */
+    pending_t *free; /* free pending slots */
+    slab_t *slabs;
+    size_t slab_next; /* slots in the next slab */
     wb_dispatch_stats_t st;
 };
 
@@ -84,7 +125,8 @@ int wb_dispatch_new(wb_dispatch_t **out, const wb_dispatch_config_t *cfg)
     wb_idmap_init(&d->peers);
     wb_idmap_init(&d->types);
     wb_idmap_init(&d->rows);
-    wb_theap_init(&d->deadlines);
+    wb_theap_init(&d->late);
+    d->slab_next = SLAB_FIRST;
     *out = d;
     return 0;
 }
@@ -166,38 +208,143 @@ int wb_dispatch_send(wb_dispatch_t *d, uint64_t peer, uint32_t type, uint64_t re
     return send_msg(d, p, type, reply_to, regards, body, len, id);
 }
 
+/* ---- pending requests and their deadlines --------------------------------- */
+
+static pending_t *pending_get(wb_dispatch_t *d)
+{
+    if (d->free == NULL) {
+        size_t n = d->slab_next;
+        slab_t *s = malloc(sizeof(*s) + n * sizeof(pending_t));
+        if (s == NULL)
+            return NULL;
+        s->next = d->slabs;
+        d->slabs = s;
+        for (size_t i = n; i-- > 0;) {
+            s->slots[i].next = d->free;
+            d->free = &s->slots[i];
+        }
+        if (d->slab_next < SLAB_MAX)
+            d->slab_next *= 2;
+    }
+    pending_t *r = d->free;
+    d->free = r->next;
+    return r;
+}
+
+static void pending_put(wb_dispatch_t *d, pending_t *r)
+{
+    r->next = d->free;
+    d->free = r;
+}
+
+/* The queue for timeout_ms that can take deadline at its tail, or NULL. */
+static tqueue_t *tqueue_for(wb_dispatch_t *d, uint64_t timeout_ms, uint64_t deadline)
+{
+    tqueue_t *spare = NULL;
+    for (int i = 0; i < d->ntq; i++) {
+        tqueue_t *q = &d->tq[i];
+        if (q->timeout_ms == timeout_ms)
+            return q->tail == NULL || q->tail->entry.deadline <= deadline ? q : NULL;
+        if (q->head == NULL && spare == NULL)
+            spare = q;
+    }
+    if (spare == NULL && d->ntq < TQUEUES)
+        spare = &d->tq[d->ntq++];
+    if (spare != NULL)
+        spare->timeout_ms = timeout_ms;
+    return spare;
+}
+
+static int deadline_add(wb_dispatch_t *d, pending_t *r, uint64_t now_ms, uint64_t timeout_ms)
+{
+    /* A deadline past the clock's end waits for ever, rather than wrap. */
+    r->entry.deadline = timeout_ms < UINT64_MAX - now_ms ? now_ms + timeout_ms : UINT64_MAX - 1;
+    r->order = d->order++;
+    tqueue_t *q = tqueue_for(d, timeout_ms, r->entry.deadline);
+    if (q == NULL)
+        return wb_theap_push(&d->late, &r->entry);
+    r->q = q;
+    r->next = NULL;
+    r->prev = q->tail;
+    if (q->tail != NULL)
+        q->tail->next = r;
+    else
+        q->head = r;
+    q->tail = r;
+    return 0;
+}
+
+static void deadline_del(wb_dispatch_t *d, pending_t *r)
+{
+    tqueue_t *q = r->q;
+    if (q != NULL) {
+        if (r->prev != NULL)
+            r->prev->next = r->next;
+        else
+            q->head = r->next;
+        if (r->next != NULL)
+            r->next->prev = r->prev;
+        else
+            q->tail = r->prev;
+        r->q = NULL;
+    } else if (r->entry.index != SIZE_MAX) {
+        wb_theap_remove(&d->late, &r->entry);
+    }
+}
+
+static int earlier(const pending_t *a, const pending_t *b)
+{
+    return a->entry.deadline < b->entry.deadline ||
+           (a->entry.deadline == b->entry.deadline && a->order < b->order);
+}
+
+/* The pending request with the earliest deadline, or NULL. */
+static pending_t *deadline_first(const wb_dispatch_t *d)
+{
+    pending_t *best = (pending_t *)wb_theap_peek(&d->late);
+    for (int i = 0; i < d->ntq; i++) {
+        pending_t *h = d->tq[i].head;
+        if (h != NULL && (best == NULL || earlier(h, best)))
+            best = h;
+    }
+    return best;
+}
+
 static int add_pending(wb_dispatch_t *d, peer_t *p, uint64_t id, uint64_t now_ms,
                        uint64_t timeout_ms, wb_reply_cb cb, void *arg)
 {
-    pending_t *r = calloc(1, sizeof(*r));
+    pending_t *r = pending_get(d);
     if (r == NULL)
         return WB_ENOMEM;
     r->peer = p->id;
     r->id = id;
     r->cb = cb;
     r->arg = arg;
+    r->q = NULL;
     r->entry.index = SIZE_MAX;
     if (wb_idmap_put(&p->pending, id, r) != 0) {
-        free(r);
+        pending_put(d, r);
         return WB_ENOMEM;
     }
-    if (timeout_ms > 0) {
-        r->entry.deadline = now_ms + timeout_ms;
-        if (wb_theap_push(&d->deadlines, &r->entry) != 0) {
-            wb_idmap_del(&p->pending, id);
-            free(r);
-            return WB_ENOMEM;
-        }
+    if (timeout_ms > 0 && deadline_add(d, r, now_ms, timeout_ms) != 0) {
+        wb_idmap_del(&p->pending, id);
+        pending_put(d, r);
+        return WB_ENOMEM;
     }
     return 0;
 }
 
+/* r, already out of its peer's map: its deadline goes and its slot is free. */
+static void release_pending(wb_dispatch_t *d, pending_t *r)
+{
+    deadline_del(d, r);
+    pending_put(d, r);
+}
+
 static void drop_pending(wb_dispatch_t *d, peer_t *p, pending_t *r)
 {
-    if (r->entry.index != SIZE_MAX)
-        wb_theap_remove(&d->deadlines, &r->entry);
     wb_idmap_del(&p->pending, r->id);
-    free(r);
+    release_pending(d, r);
 }
 
 /* Send a request whose id is the next one, registering its handler first so
@@ -521,13 +668,13 @@ int wb_dispatch_input(wb_dispatch_t *d, uint64_t peer, wb_event_t *blob, uint64_
 
     if (m.env.reply_to != 0) {
         /* Rule 2 (and rule 3 with both set: the reply handler decides). */
-        pending_t *r = wb_idmap_get(&p->pending, m.env.reply_to);
+        pending_t *r = wb_idmap_del(&p->pending, m.env.reply_to);
         if (r == NULL) {
             rc = WB_ENOENT;
         } else {
             wb_reply_cb cb = r->cb;
             void *arg = r->arg;
-            drop_pending(d, p, r);
+            release_pending(d, r);
             d->st.by_reply++;
             handler = "reply";
             cb(d, &m, 0, arg);
@@ -577,20 +724,18 @@ int wb_dispatch_input(wb_dispatch_t *d, uint64_t peer, wb_event_t *blob, uint64_
 
 uint64_t wb_dispatch_tick(wb_dispatch_t *d, uint64_t now_ms)
 {
-    wb_theap_entry_t *e;
-    while ((e = wb_theap_pop_due(&d->deadlines, now_ms)) != NULL) {
-        pending_t *r = (pending_t *)e;
+    pending_t *r;
+    /* One at a time: a handler may make or cancel requests. */
+    while ((r = deadline_first(d)) != NULL && r->entry.deadline <= now_ms) {
         peer_t *p = peer_get(d, r->peer);
         wb_reply_cb cb = r->cb;
         void *arg = r->arg;
         WB_ASSERT(p != NULL);
-        wb_idmap_del(&p->pending, r->id);
-        free(r);
+        drop_pending(d, p, r);
         d->st.timeouts++;
         cb(d, NULL, WB_ETIMEDOUT, arg);
     }
-    e = wb_theap_peek(&d->deadlines);
-    return e != NULL ? e->deadline : UINT64_MAX;
+    return r != NULL ? r->entry.deadline : UINT64_MAX;
 }
 
 void wb_dispatch_stats(const wb_dispatch_t *d, wb_dispatch_stats_t *out)
@@ -674,6 +819,12 @@ void wb_dispatch_free(wb_dispatch_t *d)
     wb_idmap_each(&d->rows, free_handler, NULL);
     wb_idmap_fini(&d->rows);
     wb_idmap_fini(&d->peers);
-    wb_theap_fini(&d->deadlines);
+    WB_ASSERT(deadline_first(d) == NULL);
+    wb_theap_fini(&d->late);
+    while (d->slabs != NULL) {
+        slab_t *s = d->slabs;
+        d->slabs = s->next;
+        free(s);
+    }
     free(d);
 }

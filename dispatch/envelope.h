@@ -43,9 +43,8 @@ typedef struct wb_codec_s {
 
 extern const wb_codec_t wb_codec_msgpack;
 
-/* The msgpack codec keeps a small decoding zone per thread, released when the
- * thread exits; a thread that outlives its use (main, in tests) may release
- * it early with this. */
+/* Release the msgpack codec's per-thread state. Its decoder keeps none, so
+ * this does nothing; a thread may still call it when done with the codec. */
 void wb_codec_msgpack_thread_release(void);
 
 #endif

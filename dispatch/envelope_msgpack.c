@@ -1,93 +1,150 @@
 /*
  * envelope_msgpack.c - the default codec: a five-element msgpack array.
  *
- * Decoding uses msgpack-c's unpacker with one zone per thread, cleared after
- * every message, so the steady state allocates nothing; the body is a
- * zero-copy reference into the input.
+ * The header has one shape, so decoding is a fixed-shape reader rather than a
+ * general unpacker: it walks the five fields once, checks every length
+ * against the bytes that remain, allocates nothing and keeps no state. It
+ * accepts exactly what msgpack-c's unpacker did (tests/unit/test_dispatch.c
+ * and tests/fuzz/fuzz_envelope.c hold the two side by side): every encoding
+ * msgpack-c reads as a non-negative integer (positive fixint, uint8..64 and
+ * int8..64 holding a value >= 0), nil, and bin8/16/32 for the body. The body
+ * is a zero-copy reference into the input.
+ *
+ * Encoding uses msgpack-c's packer, which writes the shortest forms.
  */
 #include <msgpack.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "dispatch/envelope.h"
-#include "dispatch/mpcheck.h"
 #include "runtime/error.h"
-
-static _Thread_local msgpack_zone zone;
-static _Thread_local int zone_ready;
-static pthread_key_t zone_key;
-static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
-
-/* msgpack-c keeps the zone's first chunk on clear: a thread pays for it once,
- * and gives it back when it exits. */
-#define ZONE_CHUNK 2048
-
-static void zone_release(void *arg)
-{
-    (void)arg;
-    if (zone_ready) {
-        msgpack_zone_destroy(&zone);
-        zone_ready = 0;
-    }
-}
-
-static void zone_key_init(void)
-{
-    pthread_key_create(&zone_key, zone_release);
-}
 
 void wb_codec_msgpack_thread_release(void)
 {
-    zone_release(NULL);
 }
 
-static int get_id(const msgpack_object *o, uint64_t *out, int nil_ok)
+static inline uint64_t be16(const uint8_t *p)
 {
-    if (o->type == MSGPACK_OBJECT_NIL && nil_ok) {
-        *out = 0;
-        return 0;
+    return (uint64_t)p[0] << 8 | p[1];
+}
+
+static inline uint64_t be32(const uint8_t *p)
+{
+    return (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t be64(const uint8_t *p)
+{
+    return be32(p) << 32 | be32(p + 4);
+}
+
+enum { F_BAD, F_UINT, F_NIL };
+
+/* One field that is nil or a non-negative integer, at *pp (before end).
+ * F_UINT with *v, F_NIL, or F_BAD; *pp moves past the field unless F_BAD. */
+static inline int read_uint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *p = *pp;
+    size_t n;
+
+    if (p == end)
+        return F_BAD;
+    uint8_t t = *p++;
+    if (t <= 0x7f) { /* positive fixint */
+        *v = t;
+        *pp = p;
+        return F_UINT;
     }
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0)
-        return WB_EPROTO;
-    *out = o->via.u64;
-    return 0;
+    if (t == 0xc0) {
+        *pp = p;
+        return F_NIL;
+    }
+    /* uint8..64 are 0xcc..0xcf, int8..64 0xd0..0xd3: 1, 2, 4 or 8 bytes. */
+    if (t < 0xcc || t > 0xd3)
+        return F_BAD;
+    n = (size_t)1 << (t & 3);
+    if ((size_t)(end - p) < n)
+        return F_BAD;
+    if (t >= 0xd0 && (p[0] & 0x80))
+        return F_BAD; /* negative: msgpack-c makes it a NEGATIVE_INTEGER */
+    switch (n) {
+    case 1:
+        *v = p[0];
+        break;
+    case 2:
+        *v = be16(p);
+        break;
+    case 4:
+        *v = be32(p);
+        break;
+    default:
+        *v = be64(p);
+        break;
+    }
+    *pp = p + n;
+    return F_UINT;
 }
 
 static int mp_decode(const uint8_t *buf, size_t len, wb_envelope_t *out)
 {
-    msgpack_object obj;
-    size_t off = 0;
-    int rc = WB_EPROTO;
-
-    if (buf == NULL || len == 0 || wb_mpcheck(buf, len) != 0)
+    if (buf == NULL || len == 0)
         return WB_EPROTO;
-    if (!zone_ready) {
-        if (!msgpack_zone_init(&zone, ZONE_CHUNK))
-            return WB_ENOMEM;
-        zone_ready = 1;
-        pthread_once(&zone_once, zone_key_init);
-        pthread_setspecific(zone_key, &zone);
+    const uint8_t *p = buf, *end = buf + len;
+    uint64_t type, id, reply_to = 0, regards = 0;
+    int f;
+
+    /* fixarray 5, or array16 / array32 holding 5. */
+    if (p[0] == 0x95) {
+        p += 1;
+    } else if (p[0] == 0xdc && len >= 3 && be16(p + 1) == 5) {
+        p += 3;
+    } else if (p[0] == 0xdd && len >= 5 && be32(p + 1) == 5) {
+        p += 5;
+    } else {
+        return WB_EPROTO;
     }
-    msgpack_unpack_return r = msgpack_unpack((const char *)buf, len, &off, &zone, &obj);
-    if (r != MSGPACK_UNPACK_SUCCESS || off != len)
-        goto out;
-    if (obj.type != MSGPACK_OBJECT_ARRAY || obj.via.array.size != 5)
-        goto out;
-    const msgpack_object *f = obj.via.array.ptr;
-    if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[0].via.u64 > UINT32_MAX)
-        goto out;
-    out->type = (uint32_t)f[0].via.u64;
-    if (get_id(&f[1], &out->id, 0) != 0 || get_id(&f[2], &out->reply_to, 1) != 0 ||
-        get_id(&f[3], &out->regards, 1) != 0)
-        goto out;
-    if (f[4].type != MSGPACK_OBJECT_BIN)
-        goto out;
-    out->body = (const uint8_t *)f[4].via.bin.ptr;
-    out->body_len = f[4].via.bin.size;
-    rc = 0;
-out:
-    msgpack_zone_clear(&zone);
-    return rc;
+    if (read_uint(&p, end, &type) != F_UINT || type > UINT32_MAX)
+        return WB_EPROTO;
+    if (read_uint(&p, end, &id) != F_UINT || id == 0)
+        return WB_EPROTO;
+    /* in_reply_to and in_regards_to: nil, or an id (never 0). */
+    if ((f = read_uint(&p, end, &reply_to)) == F_BAD || (f == F_UINT && reply_to == 0))
+        return WB_EPROTO;
+    if ((f = read_uint(&p, end, &regards)) == F_BAD || (f == F_UINT && regards == 0))
+        return WB_EPROTO;
+
+    /* The body: bin8, bin16 or bin32, ending exactly at len. */
+    size_t lb, rest = (size_t)(end - p);
+    if (rest < 2)
+        return WB_EPROTO;
+    switch (p[0]) {
+    case 0xc4:
+        lb = 1;
+        break;
+    case 0xc5:
+        lb = 2;
+        break;
+    case 0xc6:
+        lb = 4;
+        break;
+    default:
+        return WB_EPROTO;
+    }
+    if (rest < 1 + lb)
+        return WB_EPROTO;
+    uint64_t blen = lb == 1 ? p[1] : lb == 2 ? be16(p + 1) : be32(p + 1);
+    p += 1 + lb;
+    if (blen != (uint64_t)(end - p))
+        return WB_EPROTO;
+
+    out->type = (uint32_t)type;
+    out->id = id;
+    out->reply_to = reply_to;
+    out->regards = regards;
+    /* An empty body points at its own length field, as msgpack-c's did:
+     * inside the buffer, so a careless body[0] reads only bytes given. */
+    out->body = blen > 0 ? p : p - lb;
+    out->body_len = (size_t)blen;
+    return 0;
 }
 
 static size_t mp_encoded_max(const wb_envelope_t *env)

@@ -1,16 +1,19 @@
 /*
  * test_dispatch.c - every dispatch rule, with two dispatchers wired back to
- * back through an in-memory transport (no sockets, threads or clock).
+ * back through an in-memory transport (no sockets, threads or clock); and the
+ * header decoder side by side with msgpack-c's unpacker.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <msgpack.h>
 
 #include "dispatch/dispatch.h"
 #include "dispatch/envelope.h"
@@ -156,6 +159,349 @@ static void test_mpcheck_bounds(void **state)
     assert_int_equal(wb_codec_msgpack.encode(&e, buf, sizeof(buf), &len), 0);
     assert_int_equal(wb_codec_msgpack.decode(buf, len, &env), 0);
     assert_int_equal(env.body_len, 0);
+}
+
+/* ---- the decoder against msgpack-c ------------------------------------------------ */
+
+/* The header decoder as it was before the fixed-shape reader: a bound check,
+ * then msgpack-c's unpacker on a zone. The reader must accept exactly what
+ * this accepts and yield the same fields. */
+static int ref_decode(const uint8_t *buf, size_t len, wb_envelope_t *out)
+{
+    msgpack_zone zone;
+    msgpack_object obj;
+    size_t off = 0;
+    int rc = WB_EPROTO;
+
+    if (buf == NULL || len == 0 || wb_mpcheck(buf, len) != 0)
+        return WB_EPROTO;
+    if (!msgpack_zone_init(&zone, 2048))
+        return WB_ENOMEM;
+    msgpack_unpack_return r = msgpack_unpack((const char *)buf, len, &off, &zone, &obj);
+    if (r != MSGPACK_UNPACK_SUCCESS || off != len)
+        goto out;
+    if (obj.type != MSGPACK_OBJECT_ARRAY || obj.via.array.size != 5)
+        goto out;
+    const msgpack_object *f = obj.via.array.ptr;
+    if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[0].via.u64 > UINT32_MAX)
+        goto out;
+    out->type = (uint32_t)f[0].via.u64;
+    uint64_t *ids[3] = {&out->id, &out->reply_to, &out->regards};
+    for (int i = 0; i < 3; i++) {
+        if (f[1 + i].type == MSGPACK_OBJECT_NIL && i > 0)
+            *ids[i] = 0;
+        else if (f[1 + i].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[1 + i].via.u64 != 0)
+            *ids[i] = f[1 + i].via.u64;
+        else
+            goto out;
+    }
+    if (f[4].type != MSGPACK_OBJECT_BIN)
+        goto out;
+    out->body = (const uint8_t *)f[4].via.bin.ptr;
+    out->body_len = f[4].via.bin.size;
+    rc = 0;
+out:
+    msgpack_zone_destroy(&zone);
+    return rc;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rnd(void)
+{
+    /* xorshift64*: deterministic, so a failure reproduces. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* Append one msgpack object that is often an integer or nil, in any of the
+ * encodings msgpack allows, and sometimes something else. */
+static size_t gen_field(uint8_t *p)
+{
+    static const uint64_t edges[] = {0,          1,           0x7f,       0x80,
+                                     0xff,       0x100,       0x7fff,     0x8000,
+                                     0xffff,     0x10000,     0x7fffffff, 0x80000000u,
+                                     0xffffffff, 0x100000000, INT64_MAX,  (uint64_t)INT64_MAX + 1,
+                                     UINT64_MAX};
+    uint64_t v =
+        rnd() % 3 ? edges[rnd() % (sizeof(edges) / sizeof(edges[0]))] : rnd() >> (rnd() % 64);
+    switch (rnd() % 14) {
+    case 0:
+        p[0] = 0xc0; /* nil */
+        return 1;
+    case 1:
+        p[0] = (uint8_t)(v & 0x7f); /* positive fixint */
+        return 1;
+    case 2:
+    case 3:
+    case 4:
+    case 5: { /* uint8..64: 0xcc..0xcf */
+        int k = (int)(rnd() % 4);
+        p[0] = (uint8_t)(0xcc + k);
+        put_be(p + 1, v, 1 << k);
+        return 1 + (1u << k);
+    }
+    case 6:
+    case 7:
+    case 8: { /* int8..64 (0xd0..0xd3), either sign */
+        int k = (int)(rnd() % 4);
+        p[0] = (uint8_t)(0xd0 + k);
+        put_be(p + 1, rnd() % 2 ? v : 0 - v, 1 << k);
+        return 1 + (1u << k);
+    }
+    case 9:
+        p[0] = (uint8_t)(0xe0 | (rnd() & 0x1f)); /* negative fixint */
+        return 1;
+    case 10:
+        p[0] = rnd() % 2 ? 0xc2 : 0xc3; /* bool */
+        return 1;
+    case 11:
+        p[0] = rnd() % 2 ? 0xca : 0xcb; /* float */
+        put_be(p + 1, v, 8);
+        return p[0] == 0xca ? 5 : 9;
+    case 12:
+        p[0] = 0xa1; /* str */
+        p[1] = 'x';
+        return 2;
+    default:
+        p[0] = 0xc4; /* bin */
+        p[1] = 1;
+        p[2] = 'y';
+        return 3;
+    }
+}
+
+/* Append a body: usually bin8/16/32 whose length matches what follows. */
+static size_t gen_body(uint8_t *p, size_t room)
+{
+    size_t n = rnd() % 4 == 0 ? rnd() % 300 : rnd() % 8;
+    size_t h;
+    if (n + 5 > room)
+        n = room - 5;
+    switch (rnd() % 8) {
+    case 0:
+    case 1:
+        p[0] = 0xc5;
+        put_be(p + 1, n, 2);
+        h = 3;
+        break;
+    case 2:
+    case 3:
+        p[0] = 0xc6;
+        put_be(p + 1, n, 4);
+        h = 5;
+        break;
+    case 4:
+        n &= 0x1f;
+        p[0] = (uint8_t)(0xa0 | n); /* str, not bin */
+        h = 1;
+        break;
+    case 5:
+        p[0] = 0xc7; /* ext8 */
+        p[1] = (uint8_t)n;
+        p[2] = 1;
+        h = 3;
+        break;
+    default:
+        if (n > 255)
+            n = 255;
+        p[0] = 0xc4;
+        p[1] = (uint8_t)n;
+        h = 2;
+        break;
+    }
+    for (size_t i = 0; i < n; i++)
+        p[h + i] = (uint8_t)rnd();
+    return h + n;
+}
+
+/* A header of roughly the right shape, in one of its many encodings. */
+static size_t gen_envelope(uint8_t *buf, size_t cap)
+{
+    size_t off = 0;
+    unsigned count = rnd() % 8 ? 5 : (unsigned)(rnd() % 8);
+    switch (rnd() % 6) {
+    case 0:
+        buf[off++] = 0xdc;
+        put_be(buf + off, count, 2);
+        off += 2;
+        break;
+    case 1:
+        buf[off++] = 0xdd;
+        put_be(buf + off, count, 4);
+        off += 4;
+        break;
+    case 2:
+        buf[off++] = (uint8_t)(0x80 | (count & 0x0f)); /* a map */
+        break;
+    default:
+        buf[off++] = (uint8_t)(0x90 | (count & 0x0f));
+        break;
+    }
+    for (int i = 0; i < 4; i++)
+        off += gen_field(buf + off);
+    off += gen_body(buf + off, cap - off - 16);
+    if (rnd() % 16 == 0)
+        off += gen_field(buf + off); /* a sixth element, or trailing bytes */
+    return off;
+}
+
+/* Flip, cut, insert or overwrite a few bytes. */
+static size_t mutate(uint8_t *buf, size_t len, size_t cap)
+{
+    int k = 1 + (int)(rnd() % 3);
+    for (int i = 0; i < k; i++) {
+        size_t at = len ? rnd() % len : 0;
+        switch (rnd() % 5) {
+        case 0:
+            if (len)
+                buf[at] ^= (uint8_t)(1u << (rnd() % 8));
+            break;
+        case 1:
+            if (len)
+                buf[at] = (uint8_t)rnd();
+            break;
+        case 2:
+            len = at;
+            break;
+        case 3:
+            if (len < cap) {
+                memmove(buf + at + 1, buf + at, len - at);
+                buf[at] = (uint8_t)rnd();
+                len++;
+            }
+            break;
+        default:
+            if (len < cap)
+                buf[len++] = (uint8_t)rnd();
+            break;
+        }
+    }
+    return len;
+}
+
+static void check_same(const uint8_t *buf, size_t len, int *accepted)
+{
+    wb_envelope_t a, b;
+    memset(&a, 0xa5, sizeof(a));
+    memset(&b, 0x5a, sizeof(b));
+    int ra = wb_codec_msgpack.decode(buf, len, &a);
+    int rb = ref_decode(buf, len, &b);
+    if (ra != rb) {
+        fprintf(stderr, "decoders disagree (%d vs msgpack-c %d) on %zu bytes:", ra, rb, len);
+        for (size_t i = 0; i < len && i < 64; i++)
+            fprintf(stderr, " %02x", buf[i]);
+        fprintf(stderr, "\n");
+    }
+    assert_int_equal(ra, rb);
+    if (ra != 0)
+        return;
+    (*accepted)++;
+    assert_int_equal(a.type, b.type);
+    assert_int_equal(a.id, b.id);
+    assert_int_equal(a.reply_to, b.reply_to);
+    assert_int_equal(a.regards, b.regards);
+    assert_int_equal(a.body_len, b.body_len);
+    assert_ptr_equal(a.body, b.body);
+}
+
+/* The fixed-shape reader and msgpack-c agree on random and mutated headers:
+ * on accepting or refusing, and on every field. */
+static void test_decode_differential(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    int accepted = 0, total = 0;
+    rng_state = 0x9E3779B97F4A7C15ull;
+    memset(buf, 0x42, sizeof(buf));
+    for (int i = 0; i < 200000; i++) {
+        size_t len;
+        switch (i % 4) {
+        case 0: { /* what our encoder writes, then mutated */
+            wb_envelope_t e = {(uint32_t)(rnd() >> (rnd() % 64)),
+                               rnd() >> (rnd() % 64) | 1,
+                               rnd() % 2 ? rnd() >> (rnd() % 64) : 0,
+                               rnd() % 2 ? rnd() >> (rnd() % 64) : 0,
+                               buf + 512,
+                               rnd() % 200};
+            assert_int_equal(wb_codec_msgpack.encode(&e, buf, 512, &len), 0);
+            check_same(buf, len, &accepted);
+            len = mutate(buf, len, 512);
+            break;
+        }
+        case 1:
+            len = gen_envelope(buf, sizeof(buf));
+            break;
+        case 2:
+            len = mutate(buf, gen_envelope(buf, sizeof(buf)), sizeof(buf));
+            break;
+        default:
+            len = rnd() % 24;
+            for (size_t j = 0; j < len; j++)
+                buf[j] = (uint8_t)rnd();
+            break;
+        }
+        check_same(buf, len, &accepted);
+        total++;
+    }
+    /* Both outcomes were exercised a good deal. */
+    assert_true(accepted > total / 8);
+    assert_true(accepted < total - total / 8);
+}
+
+/* The encodings msgpack allows beyond the ones our encoder writes. */
+static void test_decode_encodings(void **state)
+{
+    (void)state;
+    wb_envelope_t e;
+    static const struct {
+        uint8_t b[40];
+        size_t n;
+        int ok;
+    } v[] = {
+        /* array16 and array32 holding 5 */
+        {{0xdc, 0, 5, 1, 1, 0xc0, 0xc0, 0xc4, 0}, 9, 1},
+        {{0xdd, 0, 0, 0, 5, 1, 1, 0xc0, 0xc0, 0xc4, 0}, 11, 1},
+        {{0xdc, 0, 6, 1, 1, 0xc0, 0xc0, 0xc4, 0, 0xc0}, 10, 0},
+        /* non-negative int8..int64 are integers like uint; negative ones are not */
+        {{0x95, 0xd0, 7, 0xd1, 0, 9, 0xd2, 0, 0, 0, 3, 0xd3, 0, 0, 0, 0, 0, 0, 0, 4, 0xc4, 0},
+         22,
+         1},
+        {{0x95, 1, 0xd0, 0xff, 0xc0, 0xc0, 0xc4, 0}, 8, 0},
+        {{0x95, 1, 0xff, 0xc0, 0xc0, 0xc4, 0}, 7, 0},
+        /* type: uint64 holding UINT32_MAX is fine, one more is not */
+        {{0x95, 0xcf, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 0xc0, 0xc0, 0xc4, 0}, 15, 1},
+        {{0x95, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0xc0, 0xc0, 0xc4, 0}, 15, 0},
+        /* 0 is "not set" only as nil: an explicit 0 id is refused */
+        {{0x95, 1, 1, 0, 0xc0, 0xc4, 0}, 7, 0},
+        {{0x95, 1, 1, 0xc0, 0xcc, 0, 0xc4, 0}, 8, 0},
+        {{0x95, 1, 0xc0, 0xc0, 0xc0, 0xc4, 0}, 7, 0},
+        /* bodies: bin16, bin32, and a length that overruns */
+        {{0x95, 1, 1, 0xc0, 0xc0, 0xc5, 0, 2, 'h', 'i'}, 10, 1},
+        {{0x95, 1, 1, 0xc0, 0xc0, 0xc6, 0, 0, 0, 2, 'h', 'i'}, 12, 1},
+        {{0x95, 1, 1, 0xc0, 0xc0, 0xc6, 0xff, 0xff, 0xff, 0xff, 'h', 'i'}, 12, 0},
+        {{0x95, 1, 1, 0xc0, 0xc0, 0xc7, 1, 1, 'x'}, 9, 0}, /* ext */
+        {{0x95, 1, 1, 0xc0, 0xc0, 0xc2}, 6, 0},            /* bool */
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        int accepted = 0;
+        check_same(v[i].b, v[i].n, &accepted);
+        assert_int_equal(accepted, v[i].ok);
+    }
+    assert_int_equal(wb_codec_msgpack.decode(v[3].b, v[3].n, &e), 0);
+    assert_int_equal(e.type, 7);
+    assert_int_equal(e.id, 9);
+    assert_int_equal(e.reply_to, 3);
+    assert_int_equal(e.regards, 4);
+    assert_int_equal(wb_codec_msgpack.decode(NULL, 0, &e), WB_EPROTO);
 }
 
 /* ---- rule 1 and 2: request/reply ------------------------------------------------ */
@@ -544,6 +890,264 @@ static void test_peer_removed(void **state)
     to_a.refuse = 0;
 }
 
+/* ---- rule 2 at scale: deadlines, cancels, peers leaving ------------------------------ */
+
+#define MANY 5000
+
+typedef struct {
+    uint64_t id, deadline; /* deadline 0: no timeout */
+    int calls, status, answered, cancelled;
+} req_t;
+
+static req_t reqs[MANY];
+static int fired[MANY], nfired;
+
+static void on_many(wb_dispatch_t *d, const wb_msg_t *m, int status, void *arg)
+{
+    req_t *r = arg;
+    (void)d;
+    r->calls++;
+    r->status = status;
+    if (status == 0)
+        assert_int_equal(m->env.reply_to, r->id);
+    if (status == WB_ETIMEDOUT)
+        fired[nfired++] = (int)(r - reqs);
+}
+
+/* The earliest deadline still pending, found the slow way. */
+static uint64_t next_deadline(void)
+{
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < MANY; i++)
+        if (reqs[i].calls == 0 && !reqs[i].cancelled && reqs[i].deadline != 0 &&
+            reqs[i].deadline < best)
+            best = reqs[i].deadline;
+    return best;
+}
+
+static void shuffle(int *v, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(rnd() % (uint64_t)(i + 1)), t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
+/* Thousands of requests with timeouts of several values (more values than
+ * the dispatcher keeps queues for, and a clock that steps back now and then),
+ * two thirds answered in random order: only the unanswered time out, each
+ * once, in deadline order, and tick always names the next live deadline. */
+static void test_many_requests_out_of_order(void **state)
+{
+    (void)state;
+    static const uint64_t timeouts[] = {100, 250, 100, 1000, 40, 250, 7, 3000, 0};
+    static int order[MANY];
+    uint64_t now = 1000;
+    rng_state = 0x2545F4914F6CDD1Dull;
+    memset(reqs, 0, sizeof(reqs));
+    nfired = 0;
+    for (int i = 0; i < MANY; i++) {
+        uint64_t t = timeouts[rnd() % (sizeof(timeouts) / sizeof(timeouts[0]))];
+        uint64_t at = now;
+        if (i % 97 == 0)
+            at = now - rnd() % 50; /* an earlier clock than the last request's */
+        assert_int_equal(
+            wb_dispatch_request(A, PEER_B, 9, 0, "q", 1, at, t, on_many, &reqs[i], &reqs[i].id), 0);
+        reqs[i].deadline = t ? at + t : 0;
+        if (i % 3 == 0)
+            now++;
+        if (i % 1000 == 999)
+            pump(); /* B drops them: nobody handles type 9 */
+    }
+    pump();
+    for (int i = 0; i < MANY; i++)
+        order[i] = i;
+    shuffle(order, MANY);
+    for (int k = 0; k < MANY; k++) {
+        req_t *r = &reqs[order[k]];
+        if (order[k] % 3 == 0)
+            continue;
+        r->answered = 1;
+        assert_int_equal(wb_dispatch_send(B, PEER_A, 2, r->id, 0, "a", 1, NULL), 0);
+        if (k % 1000 == 999)
+            pump();
+    }
+    pump();
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(reqs[i].calls, reqs[i].answered);
+        if (reqs[i].answered)
+            assert_int_equal(reqs[i].status, 0);
+    }
+    /* Walk the clock forward in uneven steps (tick first: it fires what is due). */
+    for (uint64_t t = 900; t < now + 4000; t += 1 + rnd() % 60) {
+        uint64_t next = wb_dispatch_tick(A, t);
+        assert_int_equal(next, next_deadline());
+    }
+    uint64_t last = wb_dispatch_tick(A, UINT64_MAX - 1);
+    assert_int_equal(last, UINT64_MAX); /* only requests without a timeout are left */
+    int timed = 0, untimed = 0;
+    for (int i = 0; i < MANY; i++) {
+        if (reqs[i].answered)
+            assert_int_equal(reqs[i].calls, 1);
+        else if (reqs[i].deadline != 0) {
+            assert_int_equal(reqs[i].calls, 1);
+            assert_int_equal(reqs[i].status, WB_ETIMEDOUT);
+            timed++;
+        } else {
+            assert_int_equal(reqs[i].calls, 0);
+            untimed++;
+        }
+    }
+    assert_true(timed > 1000 && untimed > 50);
+    assert_int_equal(nfired, timed);
+    /* In deadline order, ties in request order. */
+    for (int k = 1; k < nfired; k++) {
+        const req_t *a = &reqs[fired[k - 1]], *b = &reqs[fired[k]];
+        assert_true(a->deadline < b->deadline || (a->deadline == b->deadline && a < b));
+    }
+    wb_dispatch_stats_t st;
+    wb_dispatch_stats(A, &st);
+    assert_int_equal(st.timeouts, (uint64_t)timed);
+    assert_int_equal(st.by_reply, (uint64_t)(MANY - MANY / 3 - 1));
+    /* The requests without a timeout are still there, and still answerable. */
+    for (int i = 0; i < MANY; i++)
+        if (reqs[i].calls == 0)
+            assert_int_equal(wb_dispatch_send(B, PEER_A, 2, reqs[i].id, 0, "a", 1, NULL), 0);
+    pump();
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(reqs[i].calls, 1);
+    assert_int_equal(wb_dispatch_tick(A, UINT64_MAX - 1), UINT64_MAX);
+}
+
+/* A timeout handler that cancels another request due at the same time. */
+static uint64_t cancel_victim;
+static void on_timeout_cancel(wb_dispatch_t *d, const wb_msg_t *m, int status, void *arg)
+{
+    on_many(d, m, status, arg);
+    if (cancel_victim != 0) {
+        assert_int_equal(wb_dispatch_cancel(d, PEER_B, cancel_victim), 0);
+        cancel_victim = 0;
+    }
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    memset(reqs, 0, sizeof(reqs));
+    nfired = 0;
+    /* One queue (timeout 100): cancel its head, a middle one and its tail;
+     * then requests of a sixth timeout value, which go to the heap. */
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(wb_dispatch_request(A, PEER_B, 9, 0, "q", 1, (uint64_t)i, 100, on_many,
+                                             &reqs[i], &reqs[i].id),
+                         0);
+        reqs[i].deadline = (uint64_t)i + 100;
+    }
+    static const uint64_t other[] = {10, 20, 30, 40, 50};
+    for (int i = 10; i < 15; i++) {
+        assert_int_equal(wb_dispatch_request(A, PEER_B, 9, 0, "q", 1, 0, other[i - 10], on_many,
+                                             &reqs[i], &reqs[i].id),
+                         0);
+        reqs[i].deadline = other[i - 10];
+    }
+    pump();
+    assert_int_equal(wb_dispatch_tick(A, 0), 10);
+    int gone[] = {0, 4, 9, 10, 13};
+    for (size_t k = 0; k < sizeof(gone) / sizeof(gone[0]); k++) {
+        assert_int_equal(wb_dispatch_cancel(A, PEER_B, reqs[gone[k]].id), 0);
+        assert_int_equal(wb_dispatch_cancel(A, PEER_B, reqs[gone[k]].id), WB_ENOENT);
+        reqs[gone[k]].cancelled = 1;
+    }
+    assert_int_equal(wb_dispatch_cancel(A, 12345, reqs[1].id), WB_ENOENT);
+    assert_int_equal(wb_dispatch_tick(A, 0), 20);
+    /* A reply to a cancelled request finds nobody. */
+    assert_int_equal(wb_dispatch_send(B, PEER_A, 2, reqs[4].id, 0, "a", 1, NULL), 0);
+    pump();
+    assert_int_equal(reqs[4].calls, 0);
+    assert_int_equal(wb_dispatch_tick(A, 60), 101);
+    /* Request 1's handler cancels request 2, due one ms later. */
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(wb_dispatch_cancel(A, PEER_B, reqs[i].id), 0);
+        assert_int_equal(wb_dispatch_request(A, PEER_B, 9, 0, "q", 1, 0, 200, on_timeout_cancel,
+                                             &reqs[i], &reqs[i].id),
+                         0);
+        reqs[i].deadline = 200;
+    }
+    pump();
+    cancel_victim = reqs[2].id;
+    reqs[2].cancelled = 1;
+    assert_int_equal(wb_dispatch_tick(A, 1000), UINT64_MAX);
+    for (int i = 0; i < 15; i++)
+        assert_int_equal(reqs[i].calls, reqs[i].cancelled ? 0 : 1);
+    wb_dispatch_stats_t st;
+    wb_dispatch_stats(A, &st);
+    assert_int_equal(st.timeouts, 15 - 6);
+}
+
+/* Thousands pending on a peer that leaves: every one fails once with the
+ * status, none fires later, and another peer's requests are untouched. */
+static int sink_send(void *ctx, uint64_t peer, wb_event_t *blob)
+{
+    (void)ctx;
+    (void)peer;
+    wb_event_free(blob);
+    return 0;
+}
+
+static void test_peer_removed_many_pending(void **state)
+{
+    (void)state;
+    wb_dispatch_t *d;
+    wb_dispatch_config_t cfg = {.send = sink_send};
+    assert_int_equal(wb_dispatch_new(&d, &cfg), 0);
+    assert_int_equal(wb_dispatch_peer_add(d, 1, &wb_codec_msgpack, 1), 0);
+    assert_int_equal(wb_dispatch_peer_add(d, 2, &wb_codec_msgpack, 1), 0);
+    memset(reqs, 0, sizeof(reqs));
+    nfired = 0;
+    for (int i = 0; i < MANY; i++) {
+        uint64_t peer = i % 10 == 0 ? 2 : 1;
+        uint64_t t = i % 7 == 0 ? 0 : (uint64_t)(50 + (i % 6) * 10);
+        assert_int_equal(wb_dispatch_request(d, peer, 9, 0, "q", 1, (uint64_t)i / 100, t, on_many,
+                                             &reqs[i], &reqs[i].id),
+                         0);
+    }
+    wb_dispatch_peer_remove(d, 1, WB_EIO);
+    for (int i = 0; i < MANY; i++) {
+        if (i % 10 == 0) {
+            assert_int_equal(reqs[i].calls, 0);
+        } else {
+            assert_int_equal(reqs[i].calls, 1);
+            assert_int_equal(reqs[i].status, WB_EIO);
+        }
+    }
+    wb_dispatch_peer_remove(d, 1, WB_EIO); /* unknown now: ignored */
+    /* Peer 2's timed requests are all that tick still sees. */
+    assert_int_equal(wb_dispatch_tick(d, 10000), UINT64_MAX);
+    int timed = 0;
+    for (int i = 0; i < MANY; i += 10) {
+        int has_timeout = i % 7 != 0;
+        assert_int_equal(reqs[i].calls, has_timeout);
+        timed += has_timeout;
+    }
+    assert_int_equal(nfired, timed);
+    /* The freed slots serve new requests; they and the rest fail when d goes. */
+    for (int i = 0; i < MANY; i += 10)
+        if (reqs[i].calls == 0)
+            assert_int_equal(wb_dispatch_cancel(d, 2, reqs[i].id), 0);
+    for (int i = 0; i < MANY; i++) {
+        reqs[i].calls = 0;
+        assert_int_equal(
+            wb_dispatch_request(d, 2, 9, 0, "q", 1, 0, 5, on_many, &reqs[i], &reqs[i].id), 0);
+    }
+    wb_dispatch_free(d);
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(reqs[i].calls, 1);
+        assert_int_equal(reqs[i].status, WB_ECLOSED);
+    }
+    assert_int_equal(wb_pool_trim(), 0); /* every blob went back */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,6 +1161,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_row_handlers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_removed, setup, teardown),
+        cmocka_unit_test(test_decode_differential),
+        cmocka_unit_test(test_decode_encodings),
+        cmocka_unit_test_setup_teardown(test_many_requests_out_of_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test(test_peer_removed_many_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
