@@ -332,7 +332,10 @@ uint64_t wb_endpoint_now(wb_endpoint_t *ep)
 void wb_endpoint_rearm(wb_endpoint_t *ep)
 {
     uint64_t next = wb_dispatch_tick(ep->d, wb_rt_now_ms(ep->rt));
-    if (ep->timer != 0 && ep->timer_at == next)
+    /* A timer set for no later than the next deadline may stay: if it fires
+     * early, tick finds nothing due and this re-arms. Replies that arrive in
+     * order so cost no timer restart each. */
+    if (ep->timer != 0 && ep->timer_at <= next)
         return;
     if (ep->timer != 0) {
         wb_timer_cancel(ep->owner, ep->timer);
