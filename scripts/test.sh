@@ -40,7 +40,6 @@ if cmake --install build --prefix "$inst" >/dev/null &&
    cc tests/install/hello.c $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs waybill) -o "$inst/hello" &&
    LD_LIBRARY_PATH="$inst/lib" "$inst/hello" &&
    cc tests/install/hello.c $(PKG_CONFIG_PATH=$pc pkg-config --cflags waybill) "$inst/lib/libwaybill.a" \
-      $(PKG_CONFIG_PATH=$pc pkg-config --libs-only-l --static waybill | sed 's/-lwaybill//') \
       $(pkg-config --libs libuv sqlite3 msgpack) -lpthread -o "$inst/hello-static" &&
    "$inst/hello-static"; then
   echo "install: ok"; passed=$((passed + 1))
