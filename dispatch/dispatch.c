@@ -65,15 +65,11 @@ typedef struct {
     wb_idmap_t convs;
 } peer_t;
 
+/* A registered handler: a wb_type_cb (types) or wb_row_cb (rows). */
 typedef struct {
-    wb_type_cb cb;
+    void (*fn)(void);
     void *arg;
-} type_handler_t;
-
-typedef struct {
-    wb_row_cb cb;
-    void *arg;
-} row_handler_t;
+} handler_t;
 
 struct wb_conv_s {
     wb_dispatch_t *d;
@@ -552,48 +548,38 @@ int64_t wb_conv_credit(const wb_conv_t *c)
 
 /* ---- input ------------------------------------------------------------------ */
 
-int wb_dispatch_on_type(wb_dispatch_t *d, uint32_t type, wb_type_cb cb, void *arg)
+/* Set (or with fn NULL remove) the handler for type in map m. Both tables
+ * hold a {callback, arg} pair; the callback's type is the caller's. */
+static int set_handler(wb_idmap_t *m, uint32_t type, void (*fn)(void), void *arg)
 {
     uint64_t key = (uint64_t)type + 1;
-    type_handler_t *h = wb_idmap_get(&d->types, key);
-    if (cb == NULL) {
-        free(wb_idmap_del(&d->types, key));
+    handler_t *h = wb_idmap_get(m, key);
+    if (fn == NULL) {
+        free(wb_idmap_del(m, key));
         return 0;
     }
     if (h == NULL) {
         h = malloc(sizeof(*h));
         if (h == NULL)
             return WB_ENOMEM;
-        if (wb_idmap_put(&d->types, key, h) != 0) {
+        if (wb_idmap_put(m, key, h) != 0) {
             free(h);
             return WB_ENOMEM;
         }
     }
-    h->cb = cb;
+    h->fn = fn;
     h->arg = arg;
     return 0;
 }
 
+int wb_dispatch_on_type(wb_dispatch_t *d, uint32_t type, wb_type_cb cb, void *arg)
+{
+    return set_handler(&d->types, type, (void (*)(void))cb, arg);
+}
+
 int wb_dispatch_on_row(wb_dispatch_t *d, uint32_t type, wb_row_cb cb, void *arg)
 {
-    uint64_t key = (uint64_t)type + 1;
-    row_handler_t *h = wb_idmap_get(&d->rows, key);
-    if (cb == NULL) {
-        free(wb_idmap_del(&d->rows, key));
-        return 0;
-    }
-    if (h == NULL) {
-        h = malloc(sizeof(*h));
-        if (h == NULL)
-            return WB_ENOMEM;
-        if (wb_idmap_put(&d->rows, key, h) != 0) {
-            free(h);
-            return WB_ENOMEM;
-        }
-    }
-    h->cb = cb;
-    h->arg = arg;
-    return 0;
+    return set_handler(&d->rows, type, (void (*)(void))cb, arg);
 }
 
 /* A message inside a conversation that is for the dispatcher itself. */
@@ -682,13 +668,13 @@ int wb_dispatch_input(wb_dispatch_t *d, uint64_t peer, wb_event_t *blob, uint64_
         }
     } else if (m.env.regards != 0) {
         /* Rule 5 for the types declared row-keyed, rule 3 for the rest. */
-        row_handler_t *rh =
+        handler_t *rh =
             m.env.regards <= INT64_MAX ? wb_idmap_get(&d->rows, (uint64_t)m.env.type + 1) : NULL;
         if (rh != NULL) {
             m.conv = NULL; /* a rowid, not a conversation id */
             d->st.by_row++;
             handler = "row";
-            rh->cb(d, &m, (int64_t)m.env.regards, rh->arg);
+            ((wb_row_cb)rh->fn)(d, &m, (int64_t)m.env.regards, rh->arg);
             rc = 0;
         } else if (m.conv == NULL) {
             rc = WB_ENOENT;
@@ -704,13 +690,13 @@ int wb_dispatch_input(wb_dispatch_t *d, uint64_t peer, wb_event_t *blob, uint64_
         }
     } else {
         /* Rule 1. */
-        type_handler_t *h = wb_idmap_get(&d->types, (uint64_t)m.env.type + 1);
+        handler_t *h = wb_idmap_get(&d->types, (uint64_t)m.env.type + 1);
         if (h == NULL) {
             rc = WB_ENOENT;
         } else {
             d->st.by_type++;
             handler = "type";
-            h->cb(d, &m, h->arg);
+            ((wb_type_cb)h->fn)(d, &m, h->arg);
             rc = 0;
         }
     }
