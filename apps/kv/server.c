@@ -777,8 +777,9 @@ static void ep_close(wb_endpoint_t *ep, uint64_t conn, int status, const char *r
     conn_t *c = wb_idmap_del(&s->conns, conn);
     if (c == NULL)
         return;
+    int normal = status == 0 || status == WB_ECLOSED;
     wb_info("kv", "connection %llu closed: %s%s%s", (unsigned long long)conn, reason,
-            status ? " " : "", status ? wb_err_name(status) : "");
+            normal ? "" : " ", normal ? "" : wb_err_name(status));
     free(c);
 }
 
