@@ -474,6 +474,12 @@ static conn_t *conn_new(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owne
     return c;
 }
 
+/* Bytes of framing added to each message sent: none on a raw connection. */
+static size_t hdr_len(const conn_t *c)
+{
+    return c->o.opts.raw ? 0 : WB_FRAME_HEADER;
+}
+
 /* Drop the messages not yet given to uv_write. */
 static void wq_free(conn_t *c)
 {
@@ -481,7 +487,7 @@ static void wq_free(conn_t *c)
     c->wq_head = c->wq_tail = NULL;
     while (h != NULL) {
         wb_event_t *next = atomic_load_explicit(&h->next, memory_order_relaxed);
-        c->queued -= WB_FRAME_HEADER + (size_t)h->len;
+        c->queued -= hdr_len(c) + (size_t)h->len;
         wb_event_free(h);
         h = next;
     }
@@ -805,7 +811,16 @@ static int conn_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash)
     while (n > 0) {
         wb_frame_t f;
         size_t used;
-        int rc = wb_frame_decode(&c->fr, p, n, &used, &f);
+        int rc;
+        if (c->o.opts.raw) {
+            f.data = p;
+            f.len = (uint32_t)n;
+            f.owned = NULL;
+            used = n;
+            rc = 1;
+        } else {
+            rc = wb_frame_decode(&c->fr, p, n, &used, &f);
+        }
         p += used;
         n -= used;
         if (rc < 0) {
@@ -950,7 +965,7 @@ static void wr_put(sockets_t *s, wr_t *w)
 static void conn_enqueue(conn_t *c, wb_event_t *ev)
 {
     char reason[REASON_MAX];
-    size_t sz = WB_FRAME_HEADER + (size_t)ev->len;
+    size_t sz = hdr_len(c) + (size_t)ev->len;
     if (ev->len > c->o.opts.max_message) {
         snprintf(reason, sizeof(reason), "message of %u bytes exceeds maximum %u", ev->len,
                  c->o.opts.max_message);
@@ -1023,11 +1038,13 @@ static void conn_flush(conn_t *c)
         while (ev != NULL && nm < BATCH_MSGS) {
             /* The header lives in the event's cookie: ours while queued. */
             uint8_t *hdr = (uint8_t *)&ev->cookie;
-            wb_frame_put_header(hdr, ev->len);
-            bufs[nb++] = uv_buf_init((char *)hdr, WB_FRAME_HEADER);
+            if (!c->o.opts.raw) {
+                wb_frame_put_header(hdr, ev->len);
+                bufs[nb++] = uv_buf_init((char *)hdr, WB_FRAME_HEADER);
+            }
             if (ev->len > 0)
                 bufs[nb++] = uv_buf_init(ev->data, ev->len);
-            bytes += WB_FRAME_HEADER + (size_t)ev->len;
+            bytes += hdr_len(c) + (size_t)ev->len;
             nm++;
             last = ev;
             ev = atomic_load_explicit(&ev->next, memory_order_relaxed);

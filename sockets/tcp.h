@@ -110,6 +110,13 @@
  * delay near 0 would hammer a server that just went away.) Each connection
  * gets a new id.
  *
+ * Raw streams (opts.raw, for protocols with their own framing such as
+ * WebSocket, sockets/websocket.h). No length prefix either way: each BLOB
+ * carries the bytes of one read as they came (at most read_buffer bytes;
+ * boundaries mean nothing), and wb_tcp_send writes the payload's bytes as
+ * they are (still at most max_message per send). Everything else (pause,
+ * backpressure, closing) is the same.
+ *
  * Every connection has TCP_NODELAY set.
  */
 #ifndef WB_TCP_H
@@ -160,6 +167,7 @@ typedef struct {
     uint32_t reconnect_max_ms;   /* dialer: largest delay (30000) */
     uint32_t reconnect_reset_ms; /* dialer: a connection this old resets the delay (10000) */
     uint32_t linger_ms;          /* wb_tcp_close: time allowed to flush and finish (5000) */
+    uint32_t raw;                /* nonzero: no framing (see "Raw streams") (0) */
 } wb_tcp_opts_t;
 
 void wb_sockets_config_init(wb_sockets_config_t *cfg);

@@ -1,0 +1,659 @@
+/* websocket.c - see websocket.h. */
+#include "sockets/websocket.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <wslay/wslay.h>
+
+#include "runtime/error.h"
+
+#define WS_GUID       "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define HDR_VALUE_MAX 256 /* longest header value kept (others are skipped) */
+
+enum { H_NONE = 0, H_UPGRADE, H_CONNECTION, H_KEY, H_VERSION, H_ACCEPT, H_EXTENSIONS };
+
+struct wb_ws_conn_s {
+    wb_ws_role_t role;
+    wb_ws_state_t state;
+    wb_ws_cb_t cb;
+    void *user;
+    char *path, *host, *page;
+    uint32_t max_message, max_header, timeout_ms;
+
+    /* handshake */
+    http_parser hp;
+    http_parser_settings hs;
+    uint32_t head_bytes;
+    int head_done;
+    int cur;        /* H_* of the header whose value is being read */
+    int field_ovf;  /* the field name being read is too long to matter */
+    char field[32]; /* field name being read */
+    size_t field_len;
+    char url[256];
+    size_t url_len;
+    int url_ovf;
+    char val[7][HDR_VALUE_MAX];
+    size_t val_len[7];
+    char client_key[25]; /* client: the key sent */
+    int http_status;
+
+    /* frames */
+    wslay_event_context_ptr ws;
+    const uint8_t *in;
+    size_t in_len;
+    uint16_t close_code;
+
+    /* output */
+    uint8_t *out;
+    size_t out_len, out_cap;
+    int err;
+};
+
+/* ---- SHA-1 (only for Sec-WebSocket-Accept) and base64 ---- */
+
+static uint32_t rol(uint32_t x, int n)
+{
+    return (x << n) | (x >> (32 - n));
+}
+
+static void sha1_block(uint32_t h[5], const uint8_t *b)
+{
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 |
+               (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+        w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) {
+            f = (bb & c) | (~bb & d);
+            k = 0x5A827999;
+        } else if (i < 40) {
+            f = bb ^ c ^ d;
+            k = 0x6ED9EBA1;
+        } else if (i < 60) {
+            f = (bb & c) | (bb & d) | (c & d);
+            k = 0x8F1BBCDC;
+        } else {
+            f = bb ^ c ^ d;
+            k = 0xCA62C1D6;
+        }
+        uint32_t t = rol(a, 5) + f + e + k + w[i];
+        e = d;
+        d = c;
+        c = rol(bb, 30);
+        bb = a;
+        a = t;
+    }
+    h[0] += a;
+    h[1] += bb;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+static void sha1(const uint8_t *m, size_t len, uint8_t out[20])
+{
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    size_t i = 0;
+    for (; i + 64 <= len; i += 64)
+        sha1_block(h, m + i);
+    uint8_t blk[128] = {0};
+    size_t rest = len - i;
+    memcpy(blk, m + i, rest);
+    blk[rest] = 0x80;
+    size_t n = rest + 1 + 8 <= 64 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int j = 0; j < 8; j++)
+        blk[n - 1 - j] = (uint8_t)(bits >> (8 * j));
+    sha1_block(h, blk);
+    if (n == 128)
+        sha1_block(h, blk + 64);
+    for (int j = 0; j < 5; j++) {
+        out[4 * j] = (uint8_t)(h[j] >> 24);
+        out[4 * j + 1] = (uint8_t)(h[j] >> 16);
+        out[4 * j + 2] = (uint8_t)(h[j] >> 8);
+        out[4 * j + 3] = (uint8_t)h[j];
+    }
+}
+
+static void base64(const uint8_t *in, size_t len, char *out)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= in[i + 2];
+        out[o++] = t[(v >> 18) & 63];
+        out[o++] = t[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? t[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? t[v & 63] : '=';
+    }
+    out[o] = 0;
+}
+
+void wb_ws_accept_key(const char *key, size_t key_len, char out[29])
+{
+    uint8_t buf[HDR_VALUE_MAX + sizeof(WS_GUID)];
+    if (key_len > HDR_VALUE_MAX)
+        key_len = HDR_VALUE_MAX;
+    memcpy(buf, key, key_len);
+    memcpy(buf + key_len, WS_GUID, sizeof(WS_GUID) - 1);
+    uint8_t d[20];
+    sha1(buf, key_len + sizeof(WS_GUID) - 1, d);
+    base64(d, 20, out);
+}
+
+/* ---- output ---- */
+
+static int out_put(wb_ws_conn_t *c, const void *p, size_t n)
+{
+    if (c->out_len + n > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 256;
+        while (cap < c->out_len + n)
+            cap *= 2;
+        uint8_t *nb = realloc(c->out, cap);
+        if (nb == NULL)
+            return WB_ENOMEM;
+        c->out = nb;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+    return 0;
+}
+
+size_t wb_ws_output(wb_ws_conn_t *c, const uint8_t **p)
+{
+    *p = c->out;
+    return c->out_len;
+}
+
+void wb_ws_output_done(wb_ws_conn_t *c)
+{
+    c->out_len = 0;
+    if (c->out_cap > 65536) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+}
+
+static int finish(wb_ws_conn_t *c, int err)
+{
+    c->state = WB_WS_DONE;
+    if (c->err == 0)
+        c->err = err;
+    return err;
+}
+
+/* ---- wslay glue ---- */
+
+static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *u)
+{
+    wb_ws_conn_t *c = u;
+    if (c->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < c->in_len ? len : c->in_len;
+    memcpy(buf, c->in, n);
+    c->in += n;
+    c->in_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *u)
+{
+    wb_ws_conn_t *c = u;
+    if (out_put(c, data, len) != 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static int ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *u)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = getrandom(buf + got, len - got, 0);
+        if (r <= 0) {
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
+                   void *u)
+{
+    wb_ws_conn_t *c = u;
+    if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME) {
+        if (c->cb.message_cb != NULL && c->state == WB_WS_OPEN)
+            c->cb.message_cb(c, c->user, a->opcode, a->msg, a->msg_length);
+    } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+        c->close_code = a->status_code ? a->status_code : WB_WS_CLOSE_NO_STATUS;
+        if (c->cb.close_cb != NULL) {
+            size_t rl = a->msg_length > 2 ? a->msg_length - 2 : 0;
+            c->cb.close_cb(c, c->user, c->close_code, rl ? a->msg + 2 : NULL, rl);
+        }
+    }
+}
+
+/* Run wslay's queued sends into the output; DONE when it has nothing more
+ * to read or write. */
+static int ws_pump(wb_ws_conn_t *c)
+{
+    if (wslay_event_send(c->ws) != 0)
+        return finish(c, c->err ? c->err : WB_ENOMEM);
+    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
+        int err = 0;
+        if (sent == WB_WS_CLOSE_TOO_BIG)
+            err = WB_ETOOBIG;
+        else if (sent == WB_WS_CLOSE_PROTOCOL || sent == 1007)
+            err = WB_EPROTO;
+        return finish(c, err);
+    }
+    return 0;
+}
+
+static int ws_start(wb_ws_conn_t *c)
+{
+    struct wslay_event_callbacks cbs = {
+        .recv_callback = ws_recv,
+        .send_callback = ws_send,
+        .genmask_callback = ws_genmask,
+        .on_msg_recv_callback = ws_msg,
+    };
+    int rc = c->role == WB_WS_SERVER ? wslay_event_context_server_init(&c->ws, &cbs, c)
+                                     : wslay_event_context_client_init(&c->ws, &cbs, c);
+    if (rc != 0)
+        return WB_ENOMEM;
+    wslay_event_config_set_max_recv_msg_length(c->ws, c->max_message);
+    c->state = WB_WS_OPEN;
+    if (c->cb.open_cb != NULL)
+        c->cb.open_cb(c, c->user);
+    return 0;
+}
+
+static int ws_feed(wb_ws_conn_t *c, const uint8_t *in, size_t len)
+{
+    c->in = in;
+    c->in_len = len;
+    int rc = wslay_event_recv(c->ws);
+    c->in = NULL;
+    c->in_len = 0;
+    if (rc != 0)
+        return finish(c, rc == WSLAY_ERR_NOMEM ? WB_ENOMEM : WB_EPROTO);
+    return ws_pump(c);
+}
+
+/* ---- HTTP handshake ---- */
+
+static int hp_url(http_parser *p, const char *at, size_t n)
+{
+    wb_ws_conn_t *c = p->data;
+    if (c->url_len + n >= sizeof(c->url)) {
+        c->url_ovf = 1;
+        return 0;
+    }
+    memcpy(c->url + c->url_len, at, n);
+    c->url_len += n;
+    return 0;
+}
+
+static int hp_field(http_parser *p, const char *at, size_t n)
+{
+    wb_ws_conn_t *c = p->data;
+    if (c->cur != -1) { /* a new field starts */
+        c->cur = -1;
+        c->field_len = 0;
+        c->field_ovf = 0;
+    }
+    if (c->field_len + n >= sizeof(c->field)) {
+        c->field_ovf = 1;
+        return 0;
+    }
+    memcpy(c->field + c->field_len, at, n);
+    c->field_len += n;
+    return 0;
+}
+
+static int field_id(wb_ws_conn_t *c)
+{
+    static const char *const names[] = {NULL,
+                                        "upgrade",
+                                        "connection",
+                                        "sec-websocket-key",
+                                        "sec-websocket-version",
+                                        "sec-websocket-accept",
+                                        "sec-websocket-extensions"};
+    if (c->field_ovf)
+        return H_NONE;
+    for (int i = 1; i < 7; i++)
+        if (strlen(names[i]) == c->field_len && strncasecmp(names[i], c->field, c->field_len) == 0)
+            return i;
+    return H_NONE;
+}
+
+static int hp_value(http_parser *p, const char *at, size_t n)
+{
+    wb_ws_conn_t *c = p->data;
+    if (c->cur == -1) {
+        c->cur = field_id(c);
+        if (c->cur != H_NONE && c->val_len[c->cur] > 0) {
+            /* A repeated header: join as a list. */
+            if (c->val_len[c->cur] + 1 < HDR_VALUE_MAX)
+                c->val[c->cur][c->val_len[c->cur]++] = ',';
+        }
+    }
+    if (c->cur == H_NONE)
+        return 0;
+    size_t *l = &c->val_len[c->cur];
+    if (*l + n >= HDR_VALUE_MAX)
+        n = HDR_VALUE_MAX - 1 - *l;
+    memcpy(c->val[c->cur] + *l, at, n);
+    *l += n;
+    c->val[c->cur][*l] = 0;
+    return 0;
+}
+
+static int hp_headers_done(http_parser *p)
+{
+    wb_ws_conn_t *c = p->data;
+    c->head_done = 1;
+    return 1; /* no body expected: stop here */
+}
+
+/* 1 when the comma-separated list contains token (case-insensitive). */
+static int has_token(const char *list, size_t len, const char *token)
+{
+    size_t tl = strlen(token), i = 0;
+    while (i < len) {
+        while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < len && list[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (list[e - 1] == ' ' || list[e - 1] == '\t'))
+            e--;
+        if (e - s == tl && strncasecmp(list + s, token, tl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int respond(wb_ws_conn_t *c, int status, const char *reason, const char *extra,
+                   const char *body)
+{
+    char head[512];
+    size_t bl = body ? strlen(body) : 0;
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n",
+                     status, reason, bl, extra ? extra : "");
+    c->http_status = status;
+    if (out_put(c, head, (size_t)n) != 0 || (bl && out_put(c, body, bl) != 0))
+        return finish(c, WB_ENOMEM);
+    return 0;
+}
+
+static int server_head(wb_ws_conn_t *c)
+{
+    size_t ql = c->url_len;
+    for (size_t i = 0; i < c->url_len; i++)
+        if (c->url[i] == '?') {
+            ql = i;
+            break;
+        }
+    int is_path = !c->url_ovf && ql == strlen(c->path) && memcmp(c->url, c->path, ql) == 0;
+    int wants_upgrade = has_token(c->val[H_UPGRADE], c->val_len[H_UPGRADE], "websocket");
+    if (c->hp.method != HTTP_GET) {
+        respond(c, 405, "Method Not Allowed", "Allow: GET\r\n", "method not allowed\n");
+        return finish(c, WB_EPROTO);
+    }
+    if (!is_path) {
+        if (!c->url_ovf && ql == 1 && c->url[0] == '/' && !wants_upgrade) {
+            respond(c, 200, "OK", NULL, c->page);
+            return finish(c, 0);
+        }
+        respond(c, 404, "Not Found", NULL, "not found\n");
+        return finish(c, WB_EPROTO);
+    }
+    if (!wants_upgrade || !has_token(c->val[H_CONNECTION], c->val_len[H_CONNECTION], "upgrade") ||
+        c->val_len[H_KEY] == 0 || c->hp.http_major != 1 || c->hp.http_minor < 1) {
+        respond(c, 400, "Bad Request", NULL, "bad websocket upgrade request\n");
+        return finish(c, WB_EPROTO);
+    }
+    if (c->val_len[H_VERSION] != 2 || memcmp(c->val[H_VERSION], "13", 2) != 0) {
+        respond(c, 426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n",
+                "websocket version 13 only\n");
+        return finish(c, WB_EPROTO);
+    }
+    /* The key is 16 bytes in base64: 24 characters. */
+    if (c->val_len[H_KEY] != 24) {
+        respond(c, 400, "Bad Request", NULL, "bad Sec-WebSocket-Key\n");
+        return finish(c, WB_EPROTO);
+    }
+    char acc[29], head[256];
+    wb_ws_accept_key(c->val[H_KEY], c->val_len[H_KEY], acc);
+    /* No Sec-WebSocket-Extensions: every extension offered is declined. */
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     acc);
+    c->http_status = 101;
+    if (out_put(c, head, (size_t)n) != 0)
+        return finish(c, WB_ENOMEM);
+    return ws_start(c);
+}
+
+static int client_head(wb_ws_conn_t *c)
+{
+    char acc[29];
+    c->http_status = c->hp.status_code;
+    wb_ws_accept_key(c->client_key, strlen(c->client_key), acc);
+    if (c->hp.status_code != 101 ||
+        !has_token(c->val[H_UPGRADE], c->val_len[H_UPGRADE], "websocket") ||
+        !has_token(c->val[H_CONNECTION], c->val_len[H_CONNECTION], "upgrade") ||
+        c->val_len[H_ACCEPT] != 28 || memcmp(c->val[H_ACCEPT], acc, 28) != 0 ||
+        c->val_len[H_EXTENSIONS] != 0)
+        return finish(c, WB_EPROTO);
+    return ws_start(c);
+}
+
+static int http_feed(wb_ws_conn_t *c, const uint8_t *in, size_t len, size_t *used)
+{
+    size_t room = c->max_header - c->head_bytes;
+    size_t n = len < room ? len : room;
+    size_t got = http_parser_execute(&c->hp, &c->hs, (const char *)in, n);
+    *used = got;
+    c->head_bytes += (uint32_t)got;
+    if (c->head_done) {
+        /* http-parser stops with the header-complete callback's 1; the
+         * final LF of the head was consumed. */
+        return c->role == WB_WS_SERVER ? server_head(c) : client_head(c);
+    }
+    if (HTTP_PARSER_ERRNO(&c->hp) != HPE_OK) {
+        if (c->role == WB_WS_SERVER)
+            respond(c, 400, "Bad Request", NULL, "bad request\n");
+        return finish(c, WB_EPROTO);
+    }
+    if (c->head_bytes >= c->max_header) {
+        if (c->role == WB_WS_SERVER)
+            respond(c, 431, "Request Header Fields Too Large", NULL, "request head too large\n");
+        return finish(c, WB_ETOOBIG);
+    }
+    return 0;
+}
+
+/* ---- public ---- */
+
+void wb_ws_opts_init(wb_ws_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->path = "/v1";
+    o->host = "localhost";
+    o->page = "waybill mailbox: WebSocket on /v1\n";
+    o->max_message = 1u << 20;
+    o->max_header = 16384;
+    o->handshake_timeout_ms = 10000;
+}
+
+int wb_ws_new(wb_ws_conn_t **out, wb_ws_role_t role, const wb_ws_opts_t *opts, const wb_ws_cb_t *cb,
+              void *user)
+{
+    wb_ws_opts_t d;
+    if (opts == NULL) {
+        wb_ws_opts_init(&d);
+        opts = &d;
+    }
+    if (out == NULL || opts->path == NULL || opts->path[0] != '/' || strlen(opts->path) > 200 ||
+        (role != WB_WS_SERVER && role != WB_WS_CLIENT))
+        return WB_EINVAL;
+    wb_ws_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return WB_ENOMEM;
+    c->role = role;
+    if (cb != NULL)
+        c->cb = *cb;
+    c->user = user;
+    c->path = strdup(opts->path);
+    c->host = strdup(opts->host ? opts->host : "localhost");
+    c->page = strdup(opts->page ? opts->page : "");
+    c->max_message = opts->max_message ? opts->max_message : 1u << 20;
+    c->max_header = opts->max_header ? opts->max_header : 16384;
+    c->timeout_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms : 10000;
+    c->cur = H_NONE;
+    http_parser_init(&c->hp, role == WB_WS_SERVER ? HTTP_REQUEST : HTTP_RESPONSE);
+    c->hp.data = c;
+    http_parser_settings_init(&c->hs);
+    c->hs.on_url = hp_url;
+    c->hs.on_header_field = hp_field;
+    c->hs.on_header_value = hp_value;
+    c->hs.on_headers_complete = hp_headers_done;
+    if (c->path == NULL || c->host == NULL || c->page == NULL) {
+        wb_ws_free(c);
+        return WB_ENOMEM;
+    }
+    if (role == WB_WS_CLIENT) {
+        uint8_t k[16];
+        char req[600];
+        if (ws_genmask(NULL, k, sizeof(k), NULL) != 0) {
+            wb_ws_free(c);
+            return WB_ENOMEM;
+        }
+        base64(k, sizeof(k), c->client_key);
+        int n = snprintf(req, sizeof(req),
+                         "GET %s HTTP/1.1\r\nHost: %.253s\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n",
+                         c->path, c->host, c->client_key);
+        if (out_put(c, req, (size_t)n) != 0) {
+            wb_ws_free(c);
+            return WB_ENOMEM;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+void wb_ws_free(wb_ws_conn_t *c)
+{
+    if (c == NULL)
+        return;
+    if (c->ws != NULL)
+        wslay_event_context_free(c->ws);
+    free(c->path);
+    free(c->host);
+    free(c->page);
+    free(c->out);
+    free(c);
+}
+
+int wb_ws_feed(wb_ws_conn_t *c, const uint8_t *in, size_t len)
+{
+    if (c->state == WB_WS_DONE)
+        return 0;
+    if (c->state == WB_WS_HANDSHAKE) {
+        size_t used;
+        int rc = http_feed(c, in, len, &used);
+        if (rc != 0 || c->state != WB_WS_OPEN)
+            return rc;
+        in += used;
+        len -= used;
+    }
+    if (len == 0)
+        return ws_pump(c);
+    return ws_feed(c, in, len);
+}
+
+int wb_ws_send(wb_ws_conn_t *c, int opcode, const uint8_t *data, size_t len)
+{
+    if (opcode != WB_WS_TEXT && opcode != WB_WS_BINARY)
+        return WB_EINVAL;
+    if (c->state == WB_WS_HANDSHAKE)
+        return WB_EAGAIN;
+    if (c->state == WB_WS_DONE || wslay_event_get_close_sent(c->ws))
+        return WB_ECLOSED;
+    struct wslay_event_msg m = {.opcode = (uint8_t)opcode, .msg = data, .msg_length = len};
+    int rc = wslay_event_queue_msg(c->ws, &m);
+    if (rc == WSLAY_ERR_NOMEM)
+        return WB_ENOMEM;
+    if (rc != 0)
+        return WB_ECLOSED;
+    return ws_pump(c);
+}
+
+int wb_ws_close(wb_ws_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->state == WB_WS_HANDSHAKE) {
+        finish(c, 0);
+        return 0;
+    }
+    if (c->state == WB_WS_DONE)
+        return 0;
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > 123)
+        rl = 123;
+    int rc = wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, rl);
+    if (rc == WSLAY_ERR_NOMEM)
+        return WB_ENOMEM;
+    return ws_pump(c);
+}
+
+int wb_ws_timeout(wb_ws_conn_t *c)
+{
+    if (c->state != WB_WS_HANDSHAKE)
+        return 0;
+    finish(c, WB_ETIMEDOUT);
+    return 1;
+}
+
+wb_ws_state_t wb_ws_state(const wb_ws_conn_t *c)
+{
+    return c->state;
+}
+int wb_ws_http_status(const wb_ws_conn_t *c)
+{
+    return c->http_status;
+}
+uint16_t wb_ws_close_code(const wb_ws_conn_t *c)
+{
+    return c->close_code;
+}
