@@ -16,7 +16,7 @@
  * Client: sends the upgrade request at wb_ws_new, checks the 101 and its
  * Sec-WebSocket-Accept, masks every frame (getrandom(2)).
  * Both: a message above opts.max_message closes with 1009; reserved bits
- * (compression) close with 1002.
+ * (compression) close with 1002; text that is not UTF-8 closes with 1007.
  *
  * Using it. After wb_ws_new, and after every wb_ws_feed, wb_ws_send or
  * wb_ws_close, write out what wb_ws_output() returns and call
@@ -57,6 +57,7 @@ enum {
     WB_WS_CLOSE_PROTOCOL = 1002,
     WB_WS_CLOSE_NO_STATUS = 1005,
     WB_WS_CLOSE_ABNORMAL = 1006,
+    WB_WS_CLOSE_BAD_DATA = 1007,
     WB_WS_CLOSE_TOO_BIG = 1009,
 };
 
@@ -64,7 +65,8 @@ typedef struct {
     /* The handshake completed: messages may be sent. */
     void (*open_cb)(wb_ws_conn_t *c, void *user);
     /* One whole message (fragments reassembled). opcode WB_WS_TEXT or
-     * WB_WS_BINARY (text is not checked for UTF-8). */
+     * WB_WS_BINARY. Text is checked to be UTF-8 (else close 1007, and
+     * the message is not delivered). */
     void (*message_cb)(wb_ws_conn_t *c, void *user, int opcode, const uint8_t *data, size_t len);
     /* The peer's close frame arrived: code (1005 when it had none). */
     void (*close_cb)(wb_ws_conn_t *c, void *user, uint16_t code, const uint8_t *reason, size_t len);

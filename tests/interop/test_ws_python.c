@@ -10,6 +10,10 @@
  * with 1000; a 3 MiB message is refused with 1009; an upgrade on /v2 gets
  * 404; a raw socket that never finishes its request is closed after the
  * handshake timeout (1 s here).
+ *
+ * And our client (sockets/websocket.h on a raw dial) against
+ * python3-websockets' server: text and a 1 MiB binary message echoed, then
+ * the close handshake with 1000.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -210,10 +214,180 @@ static void test_python_client(void **st)
     assert_int_equal(WEXITSTATUS(rc), 0);
 }
 
+/* ---- our client against python3-websockets' server ---- */
+
+#define BIG (1u << 20)
+
+typedef struct {
+    wb_rt_t *rt;
+    uint64_t self, conn;
+    int port;
+    wb_ws_conn_t *ws;
+    uint8_t *big;
+    int echoes;
+    _Atomic int result; /* 0 running, 1 ok, -1 failed */
+} cli_t;
+
+static void cli_flush(cli_t *c)
+{
+    const uint8_t *p;
+    size_t n = wb_ws_output(c->ws, &p);
+    if (n > 0) {
+        wb_event_t *ev = wb_event_new_copy(WB_EV_USER, p, n);
+        wb_event_route(ev, WB_LANE_ACTOR, c->self, WB_LANE_NET, c->conn);
+        if (wb_tcp_send(c->rt, c->conn, ev) != 0) {
+            wb_event_free(ev);
+            c->result = -1;
+        }
+        wb_ws_output_done(c->ws);
+    }
+    if (wb_ws_state(c->ws) == WB_WS_DONE)
+        wb_tcp_close(c->rt, c->conn);
+}
+
+static void cli_open(wb_ws_conn_t *w, void *u)
+{
+    cli_t *c = u;
+    if (wb_ws_send(w, WB_WS_TEXT, (const uint8_t *)"hello", 5) != 0 ||
+        wb_ws_send(w, WB_WS_BINARY, c->big, BIG) != 0)
+        c->result = -1;
+}
+
+static void cli_msg(wb_ws_conn_t *w, void *u, int op, const uint8_t *d, size_t n)
+{
+    cli_t *c = u;
+    int ok = c->echoes == 0 ? op == WB_WS_TEXT && n == 5 && memcmp(d, "hello", 5) == 0
+                            : op == WB_WS_BINARY && n == BIG && memcmp(d, c->big, BIG) == 0;
+    if (!ok)
+        c->result = -1;
+    else if (++c->echoes == 2)
+        wb_ws_close(w, WB_WS_CLOSE_NORMAL, "done");
+}
+
+static void cli_handle(wb_actor_t *self, wb_event_t *ev)
+{
+    cli_t *c = wb_actor_state(self);
+    if (ev->type == WB_EV_USER && c->ws == NULL) {
+        /* The test thread's go: dial. */
+        c->self = wb_actor_id(self);
+        wb_ws_opts_t o;
+        wb_ws_opts_init(&o);
+        o.max_message = 2u << 20;
+        o.host = "127.0.0.1";
+        static const wb_ws_cb_t cb = {cli_open, cli_msg, NULL};
+        wb_tcp_opts_t to;
+        wb_tcp_opts_init(&to);
+        to.raw = 1;
+        to.max_message = 4u << 20;
+        if (wb_ws_new(&c->ws, WB_WS_CLIENT, &o, &cb, c) != 0 ||
+            wb_tcp_dial(c->rt, WB_LANE_ACTOR, c->self, "127.0.0.1", (uint16_t)c->port, &to,
+                        &c->conn) != 0)
+            c->result = -1;
+        else
+            cli_flush(c);
+    } else if (ev->type == WB_EV_TCP_BLOB && ev->src == c->conn) {
+        if (wb_ws_feed(c->ws, ev->data, ev->len) != 0)
+            c->result = -1;
+        cli_flush(c);
+    } else if (ev->type == WB_EV_TCP_CLOSED && ev->src == c->conn) {
+        int ok = wb_ws_state(c->ws) == WB_WS_DONE && c->echoes == 2 &&
+                 wb_ws_close_code(c->ws) == WB_WS_CLOSE_NORMAL;
+        if (c->result == 0)
+            c->result = ok ? 1 : -1;
+    }
+    wb_event_free(ev);
+}
+
+static void cli_fini(wb_actor_t *self)
+{
+    cli_t *c = wb_actor_state(self);
+    wb_ws_free(c->ws);
+}
+
+static const wb_actor_def_t cli_def = {"ws-client", cli_handle, cli_fini};
+
+static const char SERVER_SCRIPT[] =
+    "import asyncio, sys, websockets\n"
+    "async def echo(ws):\n"
+    "    async for m in ws:\n"
+    "        await ws.send(m)\n"
+    "async def main():\n"
+    "    async with websockets.serve(echo, '127.0.0.1', 0, max_size=2**22) as srv:\n"
+    "        print(srv.sockets[0].getsockname()[1], flush=True)\n"
+    "        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)\n"
+    "asyncio.run(main())\n";
+
+static void test_python_server(void **st)
+{
+    char script[] = "/tmp/wb_ws_pyserver_XXXXXX";
+    int fd = mkstemp(script);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, SERVER_SCRIPT, sizeof(SERVER_SCRIPT) - 1),
+                     (ssize_t)(sizeof(SERVER_SCRIPT) - 1));
+    close(fd);
+    /* The server reads stdin until EOF: closing our end stops it. */
+    int in[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execl("/usr/bin/timeout", "timeout", "60", PYTHON, script, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    /* Read the port line; keep the pipe open until the server is gone. */
+    char line[32] = {0};
+    size_t got = 0;
+    while (got < sizeof(line) - 1 && memchr(line, '\n', got) == NULL) {
+        ssize_t n = read(out[0], line + got, sizeof(line) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    unlink(script);
+    int port = memchr(line, '\n', got) != NULL ? atoi(line) : 0;
+    cli_t c;
+    memset(&c, 0, sizeof(c));
+    c.port = port;
+    c.big = malloc(BIG);
+    for (uint32_t i = 0; i < BIG; i++)
+        c.big[i] = (uint8_t)(i * 2654435761u >> 11);
+    if (port > 0) {
+        wb_rt_config_t cfg;
+        wb_rt_config_init(&cfg);
+        assert_int_equal(wb_rt_new(&c.rt, &cfg), 0);
+        assert_int_equal(wb_sockets_attach(c.rt, NULL), 0);
+        assert_int_equal(wb_rt_start(c.rt), 0);
+        uint64_t aid;
+        assert_int_equal(wb_actor_spawn(c.rt, NULL, &cli_def, &c, &aid), 0);
+        wb_event_t *go = wb_event_new(WB_EV_USER, 0);
+        wb_event_route(go, WB_LANE_ACTOR, 0, WB_LANE_ACTOR, aid);
+        assert_int_equal(wb_rt_send(c.rt, go), 0);
+        for (int i = 0; i < 3000 && c.result == 0; i++)
+            usleep(10000);
+        wb_rt_stop(c.rt);
+        wb_rt_free(c.rt);
+    }
+    close(in[1]);
+    int status;
+    waitpid(pid, &status, 0);
+    close(out[0]);
+    free(c.big);
+    assert_true(port > 0);
+    assert_int_equal(c.result, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_python_client),
+        cmocka_unit_test(test_python_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

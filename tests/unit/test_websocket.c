@@ -6,7 +6,8 @@
  * key 400, bad version 426, GET / page, oversized head 431, a request fed a
  * byte at a time, the handshake timeout), frames (masked client frames,
  * fragments with a ping between them, ping -> pong, unmasked from a client
- * -> 1002, reserved bits -> 1002, oversize -> 1009, the close handshake) and
+ * -> 1002, reserved bits -> 1002, oversize -> 1009, bad UTF-8 -> 1007, the
+ * close handshake) and
  * the client side (its request, the 101 check, masked frames).
  *
  * Then a threaded loopback: a server and a client, both run by one actor,
@@ -366,6 +367,44 @@ static void test_oversize(void **st)
     wb_ws_free(c);
 }
 
+static void test_bad_utf8(void **st)
+{
+    static const struct {
+        const char *s;
+        int ok;
+    } cases[] = {
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 1},
+        {"\xc0\xaf", 0},         /* overlong */
+        {"\xed\xa0\x80", 0},     /* surrogate */
+        {"\xf4\x90\x80\x80", 0}, /* above U+10FFFF */
+        {"ab\xe2\x82", 0},       /* cut short */
+        {"\xff", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rec_t r;
+        wb_ws_conn_t *c = open_server(&r, 0);
+        uint8_t buf[64];
+        size_t n = frame(buf, 1, 0, 1, 1, cases[i].s, strlen(cases[i].s));
+        /* Split so that the bad byte is in another frame than the rest. */
+        size_t m = frame(buf + n, 1, 0, 2, 1, "\xff", 1);
+        assert_int_equal(wb_ws_feed(c, buf, n + m), cases[i].ok ? 0 : WB_EPROTO);
+        size_t len;
+        char *out = take(c, &len);
+        if (cases[i].ok) {
+            assert_int_equal(r.nmsg, 2);
+            assert_int_equal(len, 0);
+        } else {
+            /* Closed with 1007; nothing delivered, not even what followed. */
+            assert_int_equal(r.nmsg, 0);
+            assert_int_equal(len, 4);
+            assert_memory_equal(out, "\x88\x02\x03\xef", 4);
+            assert_int_equal(wb_ws_state(c), WB_WS_DONE);
+        }
+        free(out);
+        wb_ws_free(c);
+    }
+}
+
 static void test_close_handshake(void **st)
 {
     /* The peer closes: we answer and are done. */
@@ -709,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_frames_and_fragments),
         cmocka_unit_test(test_unmasked_from_client),
         cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_bad_utf8),
         cmocka_unit_test(test_close_handshake),
         cmocka_unit_test(test_client),
         cmocka_unit_test(test_loopback),
