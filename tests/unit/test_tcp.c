@@ -987,11 +987,15 @@ static void test_persistent_dialer(void **state)
         if (r.cookie < c / 2 || r.cookie > c)
             fail_msg("retry %u: delay %llu outside [%llu, %llu]", n, (unsigned long long)r.cookie,
                      (unsigned long long)c / 2, (unsigned long long)c);
-        if (n > 0 && r.t_ms - prev_t + 5 < prev_delay)
-            fail_msg("retry %u came %llu ms after the last, delay was %llu", n,
+        /* Not early: measured from the first retry, so the lateness of one
+         * delivery to the actor (a loaded machine) is not counted against
+         * the next gap; only the first one's can be, hence the slack. */
+        if (n > 0 && r.t_ms - prev_t + 30 < prev_delay)
+            fail_msg("retry %u came %llu ms after the first, delays since add up to %llu", n,
                      (unsigned long long)(r.t_ms - prev_t), (unsigned long long)prev_delay);
-        prev_t = r.t_ms;
-        prev_delay = r.cookie;
+        if (n == 0)
+            prev_t = r.t_ms;
+        prev_delay += r.cookie;
     }
     assert_int_equal(count_rec(&cli, WB_EV_TCP_OPENED), 0);
     assert_int_equal(count_rec(&cli, WB_EV_TCP_CLOSED), 0); /* attempts are not reported */
