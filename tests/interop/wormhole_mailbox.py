@@ -159,6 +159,7 @@ class Proc:
                 argv, stdout=so, stderr=se, cwd=ctx.dir, env=ctx.env,
                 stdin=subprocess.DEVNULL if stdin is None else stdin)
         self.t0 = time.monotonic()
+        self.stopped = False
         ctx.procs.append(self)
         log("started %s pid %d: %s" % (name, self.p.pid, " ".join(argv)))
 
@@ -185,6 +186,7 @@ class Proc:
 
     def stop(self):
         if self.p.poll() is None:
+            self.stopped = True
             log("stopping %s (pid %d)" % (self.name, self.p.pid))
             try:
                 os.kill(self.p.pid, signal.SIGTERM)
@@ -196,8 +198,9 @@ class Proc:
                 pass
 
     def report(self, n=12):
-        lines = ["    --- %s: %s (exit %s)" % (self.name, " ".join(self.argv),
-                                               self.p.poll())]
+        status = ("stopped by the harness" if self.stopped
+                  else "exit %s" % self.p.poll())
+        lines = ["    --- %s: %s (%s)" % (self.name, " ".join(self.argv), status)]
         for label, text in (("stdout", self.stdout), ("stderr", self.stderr)):
             t = tail(text, n)
             if t:
@@ -364,7 +367,17 @@ class Ctx:
             fn()
 
 
-def expect_text_delivered(ctx, snd, rcv):
+def expect_text_delivered(ctx, snd, rcv, abort=None):
+    """Both exit 0 and the receiver printed MSG as a line of its stdout.
+    abort(): optional, polled while waiting; a string return fails at once."""
+    if abort is not None:
+        while snd.p.poll() is None or rcv.p.poll() is None:
+            why = abort()
+            if why:
+                raise Fail(why)
+            if time.monotonic() > ctx.deadline:
+                break
+            time.sleep(0.1)
     rs = ctx.wait_exit(snd)
     rr = ctx.wait_exit(rcv)
     if rs != 0 or rr != 0:
@@ -459,6 +472,12 @@ def list_nameplates():
     except (OSError, asyncio.TimeoutError) as e:
         log("observer list failed: %r" % e)
         return []
+
+
+def brief_errors(errs):
+    return ", ".join("#%d %r on %s" % (n, e.get("error"),
+                                       (e.get("orig") or {}).get("type"))
+                     for n, e in errs)
 
 
 class PausingProxy:
@@ -731,14 +750,18 @@ def crowded(nameplate, reconnect):
                        "still running" if rcv.p.poll() is None
                        else "exited %d" % rcv.p.returncode))
                 return
-            expect_text_delivered(ctx, snd, rcv)
+            expect_text_delivered(
+                ctx, snd, rcv,
+                abort=lambda: proxy.server_errors and
+                "the server sent the reconnected sender errors (was the refused "
+                "intruder recorded?): %s" % brief_errors(proxy.server_errors))
             if proxy.connections < 2:
                 raise Fail("the sender did not reconnect through the proxy")
             ctx.notes.append("sender reconnected (%d proxy connections)"
                              % proxy.connections)
         if proxy.server_errors:
-            raise Fail("the server sent the sender errors: %r"
-                       % [e for _, e in proxy.server_errors])
+            raise Fail("the server sent the sender errors: %s"
+                       % brief_errors(proxy.server_errors))
         if proxy.errors:
             raise Fail("proxy errors: %s" % "; ".join(proxy.errors))
     return run
