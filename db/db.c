@@ -796,10 +796,12 @@ static int open_fail(db_t *s, int code, const char *what)
     return code;
 }
 
-static int set_wal(db_t *s)
+static int set_wal(db_t *s, const char *schema)
 {
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "PRAGMA %s.journal_mode=WAL", schema);
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return sql_fail(s, rc);
     rc = sqlite3_step(st);
@@ -815,10 +817,12 @@ static int set_wal(db_t *s)
     return 0;
 }
 
-static int user_version(db_t *s, int64_t *v)
+static int user_version(db_t *s, const char *schema, int64_t *v)
 {
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "PRAGMA %s.user_version", schema);
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return sql_fail(s, rc);
     rc = sqlite3_step(st);
@@ -828,28 +832,29 @@ static int user_version(db_t *s, int64_t *v)
     return code;
 }
 
-/* Bring the schema from user_version to n_migrations, one transaction each. */
-static int migrate(db_t *s)
+/* Bring a schema ("main" or an attached one) from its user_version to
+ * n_migrations, one transaction each. */
+static int migrate(db_t *s, const char *schema, const char *path, const char *const *migrations,
+                   size_t n_migrations)
 {
-    const wb_db_config_t *cfg = s->cfg;
     int64_t v = 0;
-    int code = user_version(s, &v);
+    int code = user_version(s, schema, &v);
     if (code != 0)
         return open_fail(s, code, "reading user_version");
-    if (v < 0 || (uint64_t)v > cfg->n_migrations) {
-        bad(s, "schema version %lld is not one of this program's 0..%zu", (long long)v,
-            cfg->n_migrations);
+    if (v < 0 || (uint64_t)v > n_migrations) {
+        bad(s, "%s: schema version %lld is not one of this program's 0..%zu", path, (long long)v,
+            n_migrations);
         return open_fail(s, WB_EDB, "migrations");
     }
-    for (size_t i = (size_t)v; i < cfg->n_migrations; i++) {
-        char setv[64];
-        snprintf(setv, sizeof(setv), "PRAGMA user_version=%zu", i + 1);
+    for (size_t i = (size_t)v; i < n_migrations; i++) {
+        char setv[128];
+        snprintf(setv, sizeof(setv), "PRAGMA %s.user_version=%zu", schema, i + 1);
         s->allow_txn = 1;
         int rc = exec(s, "BEGIN IMMEDIATE");
         s->allow_txn = 0;
         if (rc == SQLITE_OK) {
             s->denied_txn = 0;
-            rc = exec(s, cfg->migrations[i]);
+            rc = exec(s, migrations[i]);
             if (rc != SQLITE_OK && s->denied_txn)
                 bad(s, "transaction statements are not allowed in a migration");
         }
@@ -870,7 +875,7 @@ static int migrate(db_t *s)
             s->allow_txn = 0;
             return map_rc(rc);
         }
-        wb_info("db", "%s: migrated to version %zu", cfg->path, i + 1);
+        wb_info("db", "%s: migrated to version %zu", path, i + 1);
     }
     return 0;
 }
@@ -906,6 +911,28 @@ static void db_close(db_t *s, int send)
     wb__db_resbuf_fini(&s->rb);
 }
 
+/* ATTACH one more database file under its schema name, in WAL mode, and
+ * migrate it. Done before any statement is prepared, outside transactions. */
+static int attach(db_t *s, const wb_db_attached_t *a)
+{
+    sqlite3_stmt *st;
+    char what[128];
+    snprintf(what, sizeof(what), "attach %s as %s", a->path, a->schema);
+    int rc = sqlite3_prepare_v2(s->db, "ATTACH DATABASE ?1 AS ?2", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return open_fail(s, sql_fail(s, rc), what);
+    sqlite3_bind_text(st, 1, a->path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, a->schema, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    int code = rc == SQLITE_DONE ? 0 : sql_fail(s, rc);
+    sqlite3_finalize(st);
+    if (code != 0)
+        return open_fail(s, code, what);
+    if ((code = set_wal(s, a->schema)) != 0)
+        return open_fail(s, code, what);
+    return migrate(s, a->schema, a->path, a->migrations, a->n_migrations);
+}
+
 static int db_open(db_t *s)
 {
     const wb_db_config_t *cfg = s->cfg;
@@ -924,7 +951,7 @@ static int db_open(db_t *s)
                                                            : DEFAULT_BUSY_MS);
     sqlite3_set_authorizer(s->db, authorize, s);
 
-    if ((code = set_wal(s)) != 0)
+    if ((code = set_wal(s, "main")) != 0)
         return open_fail(s, code, "journal_mode=WAL");
     if ((rc = exec(s, "PRAGMA synchronous=NORMAL")) != SQLITE_OK)
         return open_fail(s, map_rc(rc), "synchronous=NORMAL");
@@ -934,8 +961,11 @@ static int db_open(db_t *s)
     if ((rc = exec(s, "PRAGMA cache_size=-65536")) != SQLITE_OK ||
         (rc = exec(s, "PRAGMA wal_autocheckpoint=8192")) != SQLITE_OK)
         return open_fail(s, map_rc(rc), "cache_size, wal_autocheckpoint");
-    if ((code = migrate(s)) != 0)
+    if ((code = migrate(s, "main", cfg->path, cfg->migrations, cfg->n_migrations)) != 0)
         return code;
+    for (size_t i = 0; i < cfg->n_attach; i++)
+        if ((code = attach(s, &cfg->attach[i])) != 0)
+            return code;
 
     s->allow_txn = 1;
     if ((code = prepare(s, "BEGIN IMMEDIATE", 15, &s->begin)) != 0 ||
@@ -1036,6 +1066,17 @@ int wb_db_attach(wb_rt_t *rt, const wb_db_config_t *cfg)
     for (size_t i = 0; i < cfg->n_migrations; i++)
         if (cfg->migrations[i] == NULL)
             return WB_EINVAL;
+    if (cfg->n_attach > 0 && cfg->attach == NULL)
+        return WB_EINVAL;
+    for (size_t i = 0; i < cfg->n_attach; i++) {
+        const wb_db_attached_t *a = &cfg->attach[i];
+        if (a->schema == NULL || a->path == NULL || (a->n_migrations > 0 && a->migrations == NULL) ||
+            strlen(a->schema) > 64 || strspn(a->schema, "abcdefghijklmnopqrstuvwxyz_") != strlen(a->schema))
+            return WB_EINVAL;
+        for (size_t j = 0; j < a->n_migrations; j++)
+            if (a->migrations[j] == NULL)
+                return WB_EINVAL;
+    }
 
     db_t *s = calloc(1, sizeof(*s));
     if (s == NULL)

@@ -122,6 +122,16 @@ int wb_db_call_reply(wb_db_call_t *call, const void *body, size_t len);
  * `return wb_db_call_fail(call, WB_ENOENT, "no such cursor");`. */
 int wb_db_call_fail(wb_db_call_t *call, int code, const char *msg);
 
+/* A further database file on the same connection (ATTACH): its tables are
+ * named `schema.table` in SQL, and a transaction spans both files. */
+typedef struct {
+    const char *schema; /* the name SQL uses: "usage" (an SQL identifier) */
+    const char *path;   /* database file; ":memory:" allowed */
+    const char *const *migrations; /* as for the main file, on its own user_version; name
+                                      new tables and indexes `schema.name` */
+    size_t n_migrations;
+} wb_db_attached_t;
+
 typedef struct {
     const char *path;              /* database file; ":memory:" for tests */
     const char *const *migrations; /* migrations[i] brings user_version i -> i+1 */
@@ -131,6 +141,8 @@ typedef struct {
     const wb_db_handler_t *handlers; /* database-thread handlers, addressed by index */
     size_t n_handlers;
     int busy_timeout_ms; /* default 5000 */
+    const wb_db_attached_t *attach; /* attached at open, after the main file's migrations */
+    size_t n_attach;
 } wb_db_config_t;
 
 enum {

@@ -16,5 +16,21 @@ typedef struct {
 int wb_cmd_selfcheck(int argc, char **argv);
 int wb_cmd_kv_server(int argc, char **argv);
 int wb_cmd_kv(int argc, char **argv);
+int wb_cmd_mailbox_server(int argc, char **argv);
+
+/* Shared by the server subcommands (serve.c). */
+#include "runtime/rt.h"
+
+/* A decimal in [min, max], or -1. */
+long long wb_cli_parse_num(const char *s, long long min, long long max);
+/* Block SIGINT/SIGTERM in every thread to come (wb_cli_serve waits for
+ * them) and ignore SIGPIPE. Call before creating the runtime. */
+void wb_cli_block_signals(void);
+/* Raise the open-files limit to its hard maximum (servers of many
+ * connections). */
+void wb_cli_raise_nofile(void);
+/* Start rt, run until SIGINT or SIGTERM or wb_rt_request_stop, stop and
+ * free it. Returns the exit status (1 when it could not start). */
+int wb_cli_serve(wb_rt_t *rt, const char *name);
 
 #endif

@@ -17,15 +17,7 @@
 #include "runtime/log.h"
 #include "runtime/rt.h"
 
-/* Parse a decimal in [min, max]; -1 on error. */
-static long long parse_num(const char *s, long long min, long long max)
-{
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < min || v > max)
-        return -1;
-    return v;
-}
+#define parse_num wb_cli_parse_num
 
 /* ---- kv-server --------------------------------------------------------------------- */
 
@@ -55,23 +47,6 @@ static void on_listening(int status, uint16_t port, void *user)
         printf("kv-server: listening on port %u\n", port);
         fflush(stdout);
     }
-}
-
-/* Block the stop signals in every thread; one waits for them. */
-typedef struct {
-    wb_rt_t *rt;
-    sigset_t set;
-} sigwait_t;
-
-static void *sig_main(void *arg)
-{
-    sigwait_t *w = arg;
-    int sig;
-    if (sigwait(&w->set, &sig) == 0 && sig != SIGUSR1) {
-        wb_info("kv", "signal %d: stopping", sig);
-        wb_rt_request_stop(w->rt);
-    }
-    return NULL;
 }
 
 int wb_cmd_kv_server(int argc, char **argv)
@@ -139,15 +114,9 @@ int wb_cmd_kv_server(int argc, char **argv)
     if (optind != argc)
         goto bad;
 
-    sigwait_t sw;
-    sigemptyset(&sw.set);
-    sigaddset(&sw.set, SIGINT);
-    sigaddset(&sw.set, SIGTERM);
-    sigaddset(&sw.set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sw.set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    wb_cli_block_signals();
 
-    wb_rt_t *rt;
+    wb_rt_t *rt = NULL;
     wb_rt_config_t rtc;
     wb_rt_config_init(&rtc);
     if (inbox_limit)
@@ -155,23 +124,13 @@ int wb_cmd_kv_server(int argc, char **argv)
     int rc = wb_rt_new(&rt, &rtc);
     if (rc == 0)
         rc = kv_server_setup(rt, &cfg);
-    if (rc == 0)
-        rc = wb_rt_start(rt);
     if (rc != 0) {
         fprintf(stderr, "waybill kv-server: cannot start: %s\n", wb_strerror(rc));
-        wb_rt_free(rt);
+        if (rt != NULL)
+            wb_rt_free(rt);
         return 1;
     }
-    sw.rt = rt;
-    pthread_t t;
-    pthread_create(&t, NULL, sig_main, &sw);
-    wb_rt_wait(rt);
-    wb_rt_stop(rt);
-    wb_info("kv", "stopped");
-    wb_rt_free(rt);
-    pthread_kill(t, SIGUSR1);
-    pthread_join(t, NULL);
-    return 0;
+    return wb_cli_serve(rt, "kv");
 bad:
     fprintf(stderr, "waybill kv-server: bad arguments\n\n");
     server_usage(stderr);

@@ -12,14 +12,15 @@ static const wb_cli_cmd_t commands[] = {
     {"selfcheck", "start a node, check every lane end to end, print timings", wb_cmd_selfcheck},
     {"kv-server", "serve a key-value store kept in SQLite", wb_cmd_kv_server},
     {"kv", "talk to a kv-server: put, get, delete, list, watch", wb_cmd_kv},
+    {"mailbox-server", "the Magic Wormhole mailbox (rendezvous) server", wb_cmd_mailbox_server},
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: waybill COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "  %-12s %s\n", "version", "print the version");
+        fprintf(f, "  %-15s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-15s %s\n", "version", "print the version");
     fprintf(f, "\n'waybill COMMAND --help' tells more.\n");
 }
 

@@ -1,0 +1,83 @@
+/*
+ * serve.c - what every server subcommand shares: number flags, and running
+ * a runtime until SIGINT or SIGTERM.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+#include "apps/cli/cli.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+long long wb_cli_parse_num(const char *s, long long min, long long max)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < min || v > max)
+        return -1;
+    return v;
+}
+
+void wb_cli_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void wb_cli_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+typedef struct {
+    wb_rt_t *rt;
+    const char *name;
+} sigwait_t;
+
+static void *sig_main(void *arg)
+{
+    sigwait_t *w = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    int sig;
+    if (sigwait(&set, &sig) == 0 && sig != SIGUSR1) {
+        wb_info(w->name, "signal %d: stopping", sig);
+        wb_rt_request_stop(w->rt);
+    }
+    return NULL;
+}
+
+int wb_cli_serve(wb_rt_t *rt, const char *name)
+{
+    int rc = wb_rt_start(rt);
+    if (rc != 0) {
+        fprintf(stderr, "waybill %s: cannot start: %s\n", name, wb_strerror(rc));
+        wb_rt_free(rt);
+        return 1;
+    }
+    sigwait_t sw = {rt, name};
+    pthread_t t;
+    pthread_create(&t, NULL, sig_main, &sw);
+    wb_rt_wait(rt);
+    wb_rt_stop(rt);
+    wb_info(name, "stopped");
+    wb_rt_free(rt);
+    pthread_kill(t, SIGUSR1);
+    pthread_join(t, NULL);
+    return 0;
+}
