@@ -16,15 +16,10 @@
 
 enum { H_NONE = 0, H_UPGRADE, H_CONNECTION, H_KEY, H_VERSION, H_ACCEPT, H_EXTENSIONS };
 
-struct wb_ws_conn_s {
-    wb_ws_role_t role;
-    wb_ws_state_t state;
-    wb_ws_cb_t cb;
-    void *user;
+/* The opening handshake's state: its own block, freed when the handshake
+ * ends, so that an open connection does not carry it. */
+typedef struct {
     char *path, *host, *page;
-    uint32_t max_message, max_header, timeout_ms;
-
-    /* handshake */
     http_parser hp;
     http_parser_settings hs;
     uint32_t head_bytes;
@@ -39,13 +34,34 @@ struct wb_ws_conn_s {
     char val[7][HDR_VALUE_MAX];
     size_t val_len[7];
     char client_key[25]; /* client: the key sent */
+} hs_t;
+
+/* Where the peer's frame stream stands, mirrored from the bytes wslay took:
+ * enough to know when wslay holds nothing but its empty buffers. */
+typedef struct {
+    uint8_t hdr[10]; /* the frame header read so far (without the mask key) */
+    uint8_t have;    /* header bytes seen, mask key included */
+    uint8_t need;    /* header bytes in all, once known (2 until then) */
+    uint8_t frag;    /* inside a fragmented data message */
+    uint64_t left;   /* payload bytes of the current frame still to come */
+} track_t;
+
+struct wb_ws_conn_s {
+    wb_ws_role_t role;
+    wb_ws_state_t state;
+    wb_ws_cb_t cb;
+    void *user;
+    uint32_t max_message, max_header, timeout_ms;
+    hs_t *h; /* NULL once the handshake ended */
     int http_status;
 
-    /* frames */
+    /* frames: ws exists only while something is under way (see ws_idle) */
     wslay_event_context_ptr ws;
+    track_t tr;
+    int in_feed;
     const uint8_t *in;
     size_t in_len;
-    uint16_t close_code;
+    uint16_t close_code, close_sent;
 
     /* output */
     uint8_t *out;
@@ -181,7 +197,8 @@ size_t wb_ws_output(wb_ws_conn_t *c, const uint8_t **p)
 void wb_ws_output_done(wb_ws_conn_t *c)
 {
     c->out_len = 0;
-    if (c->out_cap > 65536) {
+    /* An idle connection keeps no buffer; a busy one keeps a modest one. */
+    if (c->out_cap > 65536 || c->ws == NULL) {
         free(c->out);
         c->out = NULL;
         c->out_cap = 0;
@@ -303,22 +320,30 @@ static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
  * to read or write. */
 static int ws_pump(wb_ws_conn_t *c)
 {
+    if (c->ws == NULL)
+        return 0; /* idle: nothing queued */
     if (wslay_event_send(c->ws) != 0)
         return finish(c, c->err ? c->err : WB_ENOMEM);
     if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
         uint16_t sent = wslay_event_get_status_code_sent(c->ws);
         int err = 0;
+        if (wslay_event_get_close_sent(c->ws))
+            c->close_sent = sent;
         if (sent == WB_WS_CLOSE_TOO_BIG)
             err = WB_ETOOBIG;
-        else if (sent == WB_WS_CLOSE_PROTOCOL || sent == 1007)
+        else if (sent == WB_WS_CLOSE_PROTOCOL || sent == WB_WS_CLOSE_BAD_DATA)
             err = WB_EPROTO;
         return finish(c, err);
     }
     return 0;
 }
 
-static int ws_start(wb_ws_conn_t *c)
+/* wslay's context (8.8 KB with its two 4 KiB buffers) for the frames: made
+ * when bytes arrive or a message is sent, released by ws_idle. */
+static int ws_ctx(wb_ws_conn_t *c)
 {
+    if (c->ws != NULL)
+        return 0;
     struct wslay_event_callbacks cbs = {
         .recv_callback = ws_recv,
         .send_callback = ws_send,
@@ -327,10 +352,79 @@ static int ws_start(wb_ws_conn_t *c)
     };
     int rc = c->role == WB_WS_SERVER ? wslay_event_context_server_init(&c->ws, &cbs, c)
                                      : wslay_event_context_client_init(&c->ws, &cbs, c);
-    if (rc != 0)
+    if (rc != 0) {
+        c->ws = NULL;
         return WB_ENOMEM;
+    }
     wslay_event_config_set_max_recv_msg_length(c->ws, c->max_message);
+    return 0;
+}
+
+/* Release wslay's context when it holds nothing a new one would not: the
+ * peer's stream is between messages (no partial header, payload or
+ * fragmented message: wslay has consumed every byte it was given, so its
+ * buffer is empty), nothing waits to be written and no close has started.
+ * An idle connection then costs only this struct. Not inside wslay's own
+ * calls (callbacks may send). */
+static void ws_idle(wb_ws_conn_t *c)
+{
+    if (c->ws == NULL || c->in_feed || c->state != WB_WS_OPEN)
+        return;
+    if (c->tr.have != 0 || c->tr.left != 0 || c->tr.frag)
+        return;
+    if (wslay_event_get_close_sent(c->ws) || wslay_event_get_close_received(c->ws) ||
+        !wslay_event_get_read_enabled(c->ws) || wslay_event_want_write(c->ws) ||
+        wslay_event_get_queued_msg_count(c->ws) != 0)
+        return;
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+}
+
+/* Follow the frame boundaries in bytes wslay has taken. Only ever used to
+ * decide ws_idle: a stream wslay finds malformed starts a close, after
+ * which the context is kept to the end anyway. */
+static void track(track_t *t, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (t->left > 0) {
+            size_t k = n < t->left ? n : (size_t)t->left;
+            t->left -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        if (t->have < sizeof(t->hdr))
+            t->hdr[t->have] = *p;
+        t->have++;
+        p++;
+        n--;
+        if (t->have == 2) {
+            uint8_t l7 = t->hdr[1] & 0x7f;
+            t->need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) +
+                                ((t->hdr[1] & 0x80) ? 4 : 0));
+        }
+        if (t->have < 2 || t->have < t->need)
+            continue;
+        uint8_t l7 = t->hdr[1] & 0x7f, op = t->hdr[0] & 0x0f, fin = t->hdr[0] & 0x80;
+        uint64_t len = l7;
+        if (l7 >= 126) {
+            int k = l7 == 126 ? 2 : 8;
+            len = 0;
+            for (int i = 0; i < k; i++)
+                len = len << 8 | t->hdr[2 + i];
+        }
+        if (op == WSLAY_TEXT_FRAME || op == WSLAY_BINARY_FRAME || op == WSLAY_CONTINUATION_FRAME)
+            t->frag = !fin;
+        t->left = len;
+        t->have = 0;
+        t->need = 2;
+    }
+}
+
+static int ws_start(wb_ws_conn_t *c)
+{
     c->state = WB_WS_OPEN;
+    c->tr.need = 2;
     if (c->cb.open_cb != NULL)
         c->cb.open_cb(c, c->user);
     return 0;
@@ -338,9 +432,14 @@ static int ws_start(wb_ws_conn_t *c)
 
 static int ws_feed(wb_ws_conn_t *c, const uint8_t *in, size_t len)
 {
+    if (ws_ctx(c) != 0)
+        return finish(c, WB_ENOMEM);
     c->in = in;
     c->in_len = len;
+    c->in_feed = 1;
     int rc = wslay_event_recv(c->ws);
+    c->in_feed = 0;
+    track(&c->tr, in, len - c->in_len);
     c->in = NULL;
     c->in_len = 0;
     if (rc != 0)
@@ -352,7 +451,7 @@ static int ws_feed(wb_ws_conn_t *c, const uint8_t *in, size_t len)
 
 static int hp_url(http_parser *p, const char *at, size_t n)
 {
-    wb_ws_conn_t *c = p->data;
+    hs_t *c = ((wb_ws_conn_t *)p->data)->h;
     if (c->url_len + n >= sizeof(c->url)) {
         c->url_ovf = 1;
         return 0;
@@ -364,7 +463,7 @@ static int hp_url(http_parser *p, const char *at, size_t n)
 
 static int hp_field(http_parser *p, const char *at, size_t n)
 {
-    wb_ws_conn_t *c = p->data;
+    hs_t *c = ((wb_ws_conn_t *)p->data)->h;
     if (c->cur != -1) { /* a new field starts */
         c->cur = -1;
         c->field_len = 0;
@@ -379,7 +478,7 @@ static int hp_field(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
-static int field_id(wb_ws_conn_t *c)
+static int field_id(hs_t *c)
 {
     static const char *const names[] = {NULL,
                                         "upgrade",
@@ -398,7 +497,7 @@ static int field_id(wb_ws_conn_t *c)
 
 static int hp_value(http_parser *p, const char *at, size_t n)
 {
-    wb_ws_conn_t *c = p->data;
+    hs_t *c = ((wb_ws_conn_t *)p->data)->h;
     if (c->cur == -1) {
         c->cur = field_id(c);
         if (c->cur != H_NONE && c->val_len[c->cur] > 0) {
@@ -420,8 +519,7 @@ static int hp_value(http_parser *p, const char *at, size_t n)
 
 static int hp_headers_done(http_parser *p)
 {
-    wb_ws_conn_t *c = p->data;
-    c->head_done = 1;
+    ((wb_ws_conn_t *)p->data)->h->head_done = 1;
     return 1; /* no body expected: stop here */
 }
 
@@ -461,43 +559,44 @@ static int respond(wb_ws_conn_t *c, int status, const char *reason, const char *
 
 static int server_head(wb_ws_conn_t *c)
 {
-    size_t ql = c->url_len;
-    for (size_t i = 0; i < c->url_len; i++)
-        if (c->url[i] == '?') {
+    hs_t *h = c->h;
+    size_t ql = h->url_len;
+    for (size_t i = 0; i < h->url_len; i++)
+        if (h->url[i] == '?') {
             ql = i;
             break;
         }
-    int is_path = !c->url_ovf && ql == strlen(c->path) && memcmp(c->url, c->path, ql) == 0;
-    int wants_upgrade = has_token(c->val[H_UPGRADE], c->val_len[H_UPGRADE], "websocket");
-    if (c->hp.method != HTTP_GET) {
+    int is_path = !h->url_ovf && ql == strlen(h->path) && memcmp(h->url, h->path, ql) == 0;
+    int wants_upgrade = has_token(h->val[H_UPGRADE], h->val_len[H_UPGRADE], "websocket");
+    if (h->hp.method != HTTP_GET) {
         respond(c, 405, "Method Not Allowed", "Allow: GET\r\n", "method not allowed\n");
         return finish(c, WB_EPROTO);
     }
     if (!is_path) {
-        if (!c->url_ovf && ql == 1 && c->url[0] == '/' && !wants_upgrade) {
-            respond(c, 200, "OK", NULL, c->page);
+        if (!h->url_ovf && ql == 1 && h->url[0] == '/' && !wants_upgrade) {
+            respond(c, 200, "OK", NULL, h->page);
             return finish(c, 0);
         }
         respond(c, 404, "Not Found", NULL, "not found\n");
         return finish(c, WB_EPROTO);
     }
-    if (!wants_upgrade || !has_token(c->val[H_CONNECTION], c->val_len[H_CONNECTION], "upgrade") ||
-        c->val_len[H_KEY] == 0 || c->hp.http_major != 1 || c->hp.http_minor < 1) {
+    if (!wants_upgrade || !has_token(h->val[H_CONNECTION], h->val_len[H_CONNECTION], "upgrade") ||
+        h->val_len[H_KEY] == 0 || h->hp.http_major != 1 || h->hp.http_minor < 1) {
         respond(c, 400, "Bad Request", NULL, "bad websocket upgrade request\n");
         return finish(c, WB_EPROTO);
     }
-    if (c->val_len[H_VERSION] != 2 || memcmp(c->val[H_VERSION], "13", 2) != 0) {
+    if (h->val_len[H_VERSION] != 2 || memcmp(h->val[H_VERSION], "13", 2) != 0) {
         respond(c, 426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n",
                 "websocket version 13 only\n");
         return finish(c, WB_EPROTO);
     }
     /* The key is 16 bytes in base64: 24 characters. */
-    if (c->val_len[H_KEY] != 24) {
+    if (h->val_len[H_KEY] != 24) {
         respond(c, 400, "Bad Request", NULL, "bad Sec-WebSocket-Key\n");
         return finish(c, WB_EPROTO);
     }
     char acc[29], head[256];
-    wb_ws_accept_key(c->val[H_KEY], c->val_len[H_KEY], acc);
+    wb_ws_accept_key(h->val[H_KEY], h->val_len[H_KEY], acc);
     /* No Sec-WebSocket-Extensions: every extension offered is declined. */
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -511,36 +610,38 @@ static int server_head(wb_ws_conn_t *c)
 
 static int client_head(wb_ws_conn_t *c)
 {
+    hs_t *h = c->h;
     char acc[29];
-    c->http_status = c->hp.status_code;
-    wb_ws_accept_key(c->client_key, strlen(c->client_key), acc);
-    if (c->hp.status_code != 101 ||
-        !has_token(c->val[H_UPGRADE], c->val_len[H_UPGRADE], "websocket") ||
-        !has_token(c->val[H_CONNECTION], c->val_len[H_CONNECTION], "upgrade") ||
-        c->val_len[H_ACCEPT] != 28 || memcmp(c->val[H_ACCEPT], acc, 28) != 0 ||
-        c->val_len[H_EXTENSIONS] != 0)
+    c->http_status = h->hp.status_code;
+    wb_ws_accept_key(h->client_key, strlen(h->client_key), acc);
+    if (h->hp.status_code != 101 ||
+        !has_token(h->val[H_UPGRADE], h->val_len[H_UPGRADE], "websocket") ||
+        !has_token(h->val[H_CONNECTION], h->val_len[H_CONNECTION], "upgrade") ||
+        h->val_len[H_ACCEPT] != 28 || memcmp(h->val[H_ACCEPT], acc, 28) != 0 ||
+        h->val_len[H_EXTENSIONS] != 0)
         return finish(c, WB_EPROTO);
     return ws_start(c);
 }
 
 static int http_feed(wb_ws_conn_t *c, const uint8_t *in, size_t len, size_t *used)
 {
-    size_t room = c->max_header - c->head_bytes;
+    hs_t *h = c->h;
+    size_t room = c->max_header - h->head_bytes;
     size_t n = len < room ? len : room;
-    size_t got = http_parser_execute(&c->hp, &c->hs, (const char *)in, n);
+    size_t got = http_parser_execute(&h->hp, &h->hs, (const char *)in, n);
     *used = got;
-    c->head_bytes += (uint32_t)got;
-    if (c->head_done) {
+    h->head_bytes += (uint32_t)got;
+    if (h->head_done) {
         /* http-parser stops with the header-complete callback's 1; the
          * final LF of the head was consumed. */
         return c->role == WB_WS_SERVER ? server_head(c) : client_head(c);
     }
-    if (HTTP_PARSER_ERRNO(&c->hp) != HPE_OK) {
+    if (HTTP_PARSER_ERRNO(&h->hp) != HPE_OK) {
         if (c->role == WB_WS_SERVER)
             respond(c, 400, "Bad Request", NULL, "bad request\n");
         return finish(c, WB_EPROTO);
     }
-    if (c->head_bytes >= c->max_header) {
+    if (h->head_bytes >= c->max_header) {
         if (c->role == WB_WS_SERVER)
             respond(c, 431, "Request Header Fields Too Large", NULL, "request head too large\n");
         return finish(c, WB_ETOOBIG);
@@ -561,6 +662,18 @@ void wb_ws_opts_init(wb_ws_opts_t *o)
     o->handshake_timeout_ms = 10000;
 }
 
+/* The handshake has ended (opened, answered or failed): drop its state. */
+static void hs_drop(wb_ws_conn_t *c)
+{
+    if (c->h == NULL || c->state == WB_WS_HANDSHAKE)
+        return;
+    free(c->h->path);
+    free(c->h->host);
+    free(c->h->page);
+    free(c->h);
+    c->h = NULL;
+}
+
 int wb_ws_new(wb_ws_conn_t **out, wb_ws_role_t role, const wb_ws_opts_t *opts, const wb_ws_cb_t *cb,
               void *user)
 {
@@ -573,27 +686,35 @@ int wb_ws_new(wb_ws_conn_t **out, wb_ws_role_t role, const wb_ws_opts_t *opts, c
         (role != WB_WS_SERVER && role != WB_WS_CLIENT))
         return WB_EINVAL;
     wb_ws_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    hs_t *h = calloc(1, sizeof(*h));
+    if (c == NULL || h == NULL) {
+        free(c);
+        free(h);
         return WB_ENOMEM;
+    }
+    c->h = h;
     c->role = role;
     if (cb != NULL)
         c->cb = *cb;
     c->user = user;
-    c->path = strdup(opts->path);
-    c->host = strdup(opts->host ? opts->host : "localhost");
-    c->page = strdup(opts->page ? opts->page : "");
+    /* Each side needs only its own strings. */
+    h->path = strdup(opts->path);
+    if (role == WB_WS_CLIENT)
+        h->host = strdup(opts->host ? opts->host : "localhost");
+    else
+        h->page = strdup(opts->page ? opts->page : "");
     c->max_message = opts->max_message ? opts->max_message : 1u << 20;
     c->max_header = opts->max_header ? opts->max_header : 16384;
     c->timeout_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms : 10000;
-    c->cur = H_NONE;
-    http_parser_init(&c->hp, role == WB_WS_SERVER ? HTTP_REQUEST : HTTP_RESPONSE);
-    c->hp.data = c;
-    http_parser_settings_init(&c->hs);
-    c->hs.on_url = hp_url;
-    c->hs.on_header_field = hp_field;
-    c->hs.on_header_value = hp_value;
-    c->hs.on_headers_complete = hp_headers_done;
-    if (c->path == NULL || c->host == NULL || c->page == NULL) {
+    h->cur = H_NONE;
+    http_parser_init(&h->hp, role == WB_WS_SERVER ? HTTP_REQUEST : HTTP_RESPONSE);
+    h->hp.data = c;
+    http_parser_settings_init(&h->hs);
+    h->hs.on_url = hp_url;
+    h->hs.on_header_field = hp_field;
+    h->hs.on_header_value = hp_value;
+    h->hs.on_headers_complete = hp_headers_done;
+    if (h->path == NULL || (role == WB_WS_CLIENT ? h->host == NULL : h->page == NULL)) {
         wb_ws_free(c);
         return WB_ENOMEM;
     }
@@ -604,12 +725,12 @@ int wb_ws_new(wb_ws_conn_t **out, wb_ws_role_t role, const wb_ws_opts_t *opts, c
             wb_ws_free(c);
             return WB_ENOMEM;
         }
-        base64(k, sizeof(k), c->client_key);
+        base64(k, sizeof(k), h->client_key);
         int n = snprintf(req, sizeof(req),
                          "GET %s HTTP/1.1\r\nHost: %.253s\r\nUpgrade: websocket\r\n"
                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                          "Sec-WebSocket-Version: 13\r\n\r\n",
-                         c->path, c->host, c->client_key);
+                         h->path, h->host, h->client_key);
         if (out_put(c, req, (size_t)n) != 0) {
             wb_ws_free(c);
             return WB_ENOMEM;
@@ -625,9 +746,8 @@ void wb_ws_free(wb_ws_conn_t *c)
         return;
     if (c->ws != NULL)
         wslay_event_context_free(c->ws);
-    free(c->path);
-    free(c->host);
-    free(c->page);
+    c->state = WB_WS_DONE;
+    hs_drop(c);
     free(c->out);
     free(c);
 }
@@ -636,17 +756,22 @@ int wb_ws_feed(wb_ws_conn_t *c, const uint8_t *in, size_t len)
 {
     if (c->state == WB_WS_DONE)
         return 0;
+    int rc = 0;
     if (c->state == WB_WS_HANDSHAKE) {
         size_t used;
-        int rc = http_feed(c, in, len, &used);
+        rc = http_feed(c, in, len, &used);
+        hs_drop(c);
         if (rc != 0 || c->state != WB_WS_OPEN)
             return rc;
         in += used;
         len -= used;
     }
     if (len == 0)
-        return ws_pump(c);
-    return ws_feed(c, in, len);
+        rc = ws_pump(c);
+    else
+        rc = ws_feed(c, in, len);
+    ws_idle(c);
+    return rc;
 }
 
 int wb_ws_send(wb_ws_conn_t *c, int opcode, const uint8_t *data, size_t len)
@@ -655,25 +780,32 @@ int wb_ws_send(wb_ws_conn_t *c, int opcode, const uint8_t *data, size_t len)
         return WB_EINVAL;
     if (c->state == WB_WS_HANDSHAKE)
         return WB_EAGAIN;
-    if (c->state == WB_WS_DONE || wslay_event_get_close_sent(c->ws))
+    if (c->state == WB_WS_DONE || (c->ws != NULL && wslay_event_get_close_sent(c->ws)))
         return WB_ECLOSED;
+    if (ws_ctx(c) != 0)
+        return WB_ENOMEM;
     struct wslay_event_msg m = {.opcode = (uint8_t)opcode, .msg = data, .msg_length = len};
     int rc = wslay_event_queue_msg(c->ws, &m);
     if (rc == WSLAY_ERR_NOMEM)
         return WB_ENOMEM;
     if (rc != 0)
         return WB_ECLOSED;
-    return ws_pump(c);
+    rc = ws_pump(c);
+    ws_idle(c);
+    return rc;
 }
 
 int wb_ws_close(wb_ws_conn_t *c, uint16_t code, const char *reason)
 {
     if (c->state == WB_WS_HANDSHAKE) {
         finish(c, 0);
+        hs_drop(c);
         return 0;
     }
     if (c->state == WB_WS_DONE)
         return 0;
+    if (ws_ctx(c) != 0)
+        return WB_ENOMEM;
     size_t rl = reason ? strlen(reason) : 0;
     if (rl > 123)
         rl = 123;
@@ -688,6 +820,7 @@ int wb_ws_timeout(wb_ws_conn_t *c)
     if (c->state != WB_WS_HANDSHAKE)
         return 0;
     finish(c, WB_ETIMEDOUT);
+    hs_drop(c);
     return 1;
 }
 
@@ -702,4 +835,8 @@ int wb_ws_http_status(const wb_ws_conn_t *c)
 uint16_t wb_ws_close_code(const wb_ws_conn_t *c)
 {
     return c->close_code;
+}
+uint16_t wb_ws_close_code_sent(const wb_ws_conn_t *c)
+{
+    return c->close_sent;
 }

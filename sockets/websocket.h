@@ -25,6 +25,14 @@
  * clock: start a timer of opts.handshake_timeout_ms when the connection
  * opens and call wb_ws_timeout() when it fires.
  *
+ * Memory. An open connection that is between messages holds only its own
+ * struct (about 150 bytes): the handshake's state is freed when the
+ * handshake ends, wslay's context (8.8 KB) is made when bytes arrive or a
+ * message is sent and released again once no frame is half-read, nothing
+ * waits to be written and no close has started, and the output buffer of an
+ * idle connection is freed by wb_ws_output_done. A server can so hold many
+ * idle connections; a busy one pays a malloc of the context per feed.
+ *
  * Callbacks run inside wb_ws_feed (open_cb also inside wb_ws_new for
  * nothing; never re-entered) and may call wb_ws_send/wb_ws_close but not
  * wb_ws_free. Message payloads are valid only during the callback.
@@ -119,6 +127,10 @@ wb_ws_state_t wb_ws_state(const wb_ws_conn_t *c);
 int wb_ws_http_status(const wb_ws_conn_t *c);
 /* The close code received from the peer (0 if none yet). */
 uint16_t wb_ws_close_code(const wb_ws_conn_t *c);
+/* The close code this side sent, once DONE after a close handshake (1002,
+ * 1007, 1009 for the errors above, the peer's code when echoing); 0 if
+ * none was sent. */
+uint16_t wb_ws_close_code_sent(const wb_ws_conn_t *c);
 
 /* Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)); out gets 28
  * characters and a NUL. */
