@@ -723,7 +723,7 @@ static int handle_request(db_t *s, wb_event_t *req)
         goto reply;
     }
     memcpy(&h, p, sizeof(h));
-    if (h.magic != WB__DB_REQ_MAGIC || (h.flags & ~(unsigned)WB_DB_DURABLE) != 0) {
+    if (h.magic != WB__DB_REQ_MAGIC || (h.flags & ~(unsigned)(WB_DB_DURABLE | WB_DB_QUIET)) != 0) {
         code = bad(s, "not a database request");
         goto reply;
     }
@@ -764,6 +764,11 @@ reply:
     if (st != NULL) {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st); /* they point into req, overwritten or freed next */
+    }
+    if (code == 0 && (h.flags & WB_DB_QUIET) && h.kind != WB__DB_REQ_STATS) {
+        /* Success goes unanswered: the request ends here. */
+        wb_event_free(req);
+        return 1;
     }
     if (code == 0) {
         /* Most results (a write's rowid and changes, a few small rows) fit
@@ -1127,11 +1132,25 @@ wb_value_t wb_val_text(const char *s)
     return v;
 }
 
+int wb_db_request_set_quiet(wb_event_t *req)
+{
+    wb__db_req_hdr_t h;
+    if (req == NULL || req->type != WB_EV_DB_REQUEST || req->len < sizeof(h))
+        return WB_EINVAL;
+    memcpy(&h, req->data, sizeof(h));
+    if (h.magic != WB__DB_REQ_MAGIC)
+        return WB_EINVAL;
+    h.flags |= WB_DB_QUIET;
+    memcpy(req->data, &h, sizeof(h));
+    return 0;
+}
+
 static wb_event_t *request_new(uint8_t kind, uint32_t arg, const char *sql, size_t sqllen,
                                const wb_value_t *binds, size_t n, unsigned flags)
 {
     size_t total = sizeof(wb__db_req_hdr_t);
-    if ((flags & ~(unsigned)WB_DB_DURABLE) != 0 || (n > 0 && binds == NULL) || n > UINT32_MAX ||
+    if ((flags & ~(unsigned)(WB_DB_DURABLE | WB_DB_QUIET)) != 0 || (n > 0 && binds == NULL) ||
+        n > UINT32_MAX ||
         sqllen > WB_DB_MAX_PAYLOAD - total)
         return NULL;
     total += sqllen;

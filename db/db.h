@@ -147,6 +147,10 @@ typedef struct {
 
 enum {
     WB_DB_DURABLE = 1u << 0, /* answer only once the write is synced to disk */
+    /* Answer only a failure: a write whose success the requester learns from
+     * a later, answered request of the same lane (results come in order, so
+     * that one's answer means this one committed too). */
+    WB_DB_QUIET = 1u << 1,
 };
 
 /* Largest request or result payload (bound values, rows) in bytes. */
@@ -164,6 +168,11 @@ wb_event_t *wb_db_request_call(uint32_t handler, int64_t rowid, const void *body
 
 /* A request running named operation number `op` of the config's ops. */
 wb_event_t *wb_db_request_op(uint32_t op, const wb_value_t *binds, size_t n, unsigned flags);
+
+/* Mark a request built above WB_DB_QUIET after the fact (a requester that
+ * learns only later which of its requests is the last of a group). Returns
+ * 0, or WB_EINVAL when req is not a database request. */
+int wb_db_request_set_quiet(wb_event_t *req);
 
 /* Install the database lane's service on rt (before wb_rt_start). The
  * database is opened and migrated on the database thread when the runtime

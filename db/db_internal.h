@@ -42,7 +42,7 @@ enum {
 typedef struct {
     uint32_t magic;
     uint8_t kind;
-    uint8_t flags; /* WB_DB_DURABLE */
+    uint8_t flags; /* WB_DB_DURABLE, WB_DB_QUIET */
     uint16_t reserved;
     uint32_t arg;
     uint32_t nbinds;

@@ -49,6 +49,7 @@ typedef struct {
     wb_event_t *out_head, *out_tail; /* refused sends, in order */
     wb_event_t *held_head, *held_tail; /* replies waiting for a commit; seq in cookie */
     uint64_t seq_issued, seq_done;
+    wb_event_t *last_req; /* this turn's latest database request, not yet sent */
     uint64_t db_errors;
 
     int loading; /* table being loaded + 1, 0 when done */
@@ -134,8 +135,11 @@ static void io_send(void *ctx, mb_conn_t *c, const char *json, size_t len)
         return;
     }
     wb_event_route(ev, WB_LANE_ACTOR, s->self, WB_LANE_NET, mb_conn_id(c));
-    if (s->seq_done < s->seq_issued || s->held_head != NULL) {
-        ev->cookie = s->seq_issued;
+    /* The request made in this turn, if any, is sent (answered) at the end
+     * of the turn with the next sequence number. */
+    uint64_t after = s->seq_issued + (s->last_req != NULL);
+    if (s->seq_done < after || s->held_head != NULL) {
+        ev->cookie = after;
         chain_push(&s->held_head, &s->held_tail, ev);
         return;
     }
@@ -150,12 +154,29 @@ static void io_close(void *ctx, mb_conn_t *c, int code, const char *reason)
     wb_tcp_close(s->rt, mb_conn_id(c));
 }
 
+/* The requests of one turn (one event handled) go out in order; all but
+ * the last are quiet (answered only if they fail), the last is answered with
+ * its sequence number when the turn ends (end_turn): one result per command
+ * rather than one per row. */
 static void io_persist(void *ctx, wb_event_t *req)
 {
     srv_t *s = ctx;
-    req->cookie = ++s->seq_issued;
     wb_event_route(req, WB_LANE_ACTOR, s->self, WB_LANE_DB, 0);
-    out(s, req);
+    if (s->last_req != NULL) {
+        wb_db_request_set_quiet(s->last_req);
+        s->last_req->cookie = 0;
+        out(s, s->last_req);
+    }
+    s->last_req = req;
+}
+
+static void end_turn(srv_t *s)
+{
+    if (s->last_req == NULL)
+        return;
+    s->last_req->cookie = ++s->seq_issued;
+    out(s, s->last_req);
+    s->last_req = NULL;
 }
 
 /* Results are in up to seq_done: release what waited for them. */
@@ -406,6 +427,8 @@ static void handle(wb_actor_t *self, wb_event_t *ev)
         if (ev->status != 0 && s->db_errors++ < 10)
             wb_error(MOD, "%s: a change was not saved: %s", s->cfg->channel_db,
                      wb_db_result_errmsg(ev));
+        if (ev->cookie == 0)
+            break; /* a quiet request's failure */
         if (ev->cookie > s->seq_done)
             s->seq_done = ev->cookie;
         release_held(s);
@@ -448,6 +471,7 @@ static void handle(wb_actor_t *self, wb_event_t *ev)
     default:
         break;
     }
+    end_turn(s);
     wb_event_free(ev);
 }
 
@@ -468,6 +492,7 @@ static void fini(wb_actor_t *self)
         wb_event_free(ev);
     while ((ev = chain_pop(&s->held_head, &s->held_tail)) != NULL)
         wb_event_free(ev);
+    wb_event_free(s->last_req);
     mb_core_free(s->core);
     free(s);
 }
