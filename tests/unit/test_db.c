@@ -412,6 +412,88 @@ static void test_named_ops(void **state)
     h_stop(&h);
 }
 
+/* WB_DB_QUIET: a success goes unanswered, a failure is answered; the
+ * answered request after them sees their writes. */
+static void test_quiet(void **state)
+{
+    int det = *(int *)*state;
+    char path[256];
+    tpath(path, sizeof(path), "quiet");
+    wb_db_config_t cfg = kv_cfg(path);
+    h_t h;
+    assert_int_equal(h_start(&h, det, &cfg), 0);
+    wb_value_t a[2] = {wb_val_text("a"), wb_val_null()};
+    wb_value_t b[2] = {wb_val_text("b"), wb_val_null()};
+    h_send(&h, wb_db_request_op(0, a, 2, WB_DB_QUIET), 1);
+    wb_event_t *later = wb_db_request_op(0, b, 2, 0);
+    assert_int_equal(wb_db_request_set_quiet(later), 0);
+    h_send(&h, later, 2);
+    /* A duplicate key fails: answered although quiet. */
+    h_send(&h, wb_db_request_op(0, a, 2, WB_DB_QUIET), 3);
+    h_send(&h, wb_db_request_op(2, NULL, 0, 0), 4);
+    h_wait(&h, 2);
+    /* The failure came first, then the count: no answers for 1 and 2. */
+    wb_event_t *err = h_take(&h), *res = h_take(&h);
+    assert_int_equal(h.c.n, 2);
+    assert_int_equal(err->cookie, 3);
+    assert_int_equal(res->cookie, 4);
+    assert_int_equal(err->status, WB_ECONSTRAINT);
+    wb_value_t n;
+    assert_int_equal(wb_db_result_value(res, 0, 0, &n), 0);
+    assert_int_equal(n.u.i, 2);
+    assert_int_equal(wb_db_request_set_quiet(NULL), WB_EINVAL);
+    wb_event_t *notreq = wb_event_new(WB_EV_USER, 64);
+    assert_int_equal(wb_db_request_set_quiet(notreq), WB_EINVAL);
+    wb_event_free(notreq);
+    h_stop(&h);
+}
+
+/* A second database file attached under a schema name, migrated on its own
+ * user_version; one transaction spans both. */
+static const char *const mig_usage[] = {"CREATE TABLE usage.hist(x)",
+                                        "CREATE INDEX usage.hist_x ON hist(x)"};
+
+static void test_attach(void **state)
+{
+    int det = *(int *)*state;
+    char path[256], upath[256];
+    tpath(path, sizeof(path), "main");
+    tpath(upath, sizeof(upath), "attached");
+    wb_db_attached_t at = {"usage", upath, mig_usage, 2};
+    wb_db_config_t cfg = kv_cfg(path);
+    cfg.attach = &at;
+    cfg.n_attach = 1;
+    h_t h;
+    assert_int_equal(h_start(&h, det, &cfg), 0);
+    wb_value_t x = wb_val_int(42);
+    wb_event_t *res = h_ok(&h, "INSERT INTO usage.hist(x) VALUES (?1)", &x, 1);
+    (void)res;
+    assert_int_equal(h_int(&h, "SELECT count(*) FROM usage.hist"), 1);
+    assert_int_equal(h_int(&h, "PRAGMA usage.user_version"), 2);
+    assert_int_equal(h_int(&h, "PRAGMA main.user_version"), 1);
+    h_stop(&h);
+    /* The row is in the attached file, not in the main one. */
+    sqlite3 *db = raw_open(upath);
+    assert_int_equal(raw_int(db, "SELECT x FROM hist"), 42);
+    sqlite3_close(db);
+    db = raw_open(path);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'hist'"), 0);
+    sqlite3_close(db);
+    /* Reopening does not migrate again. */
+    assert_int_equal(h_start(&h, det, &cfg), 0);
+    assert_int_equal(h_int(&h, "SELECT count(*) FROM usage.hist"), 1);
+    h_stop(&h);
+    /* A bad schema name is refused up front. */
+    wb_db_attached_t bad = {"Usage; DROP", upath, NULL, 0};
+    cfg.attach = &bad;
+    wb_rt_t *rt;
+    wb_rt_config_t rc;
+    wb_rt_config_init(&rc);
+    assert_int_equal(wb_rt_new(&rt, &rc), 0);
+    assert_int_equal(wb_db_attach(rt, &cfg), WB_EINVAL);
+    wb_rt_free(rt);
+}
+
 static void test_bad_op_fails_start(void **state)
 {
     int det = *(int *)*state;
@@ -1317,6 +1399,8 @@ int main(void)
         BOTH(test_roundtrip_types),
         BOTH(test_rowid_changes),
         BOTH(test_named_ops),
+        BOTH(test_quiet),
+        BOTH(test_attach),
         BOTH(test_handlers),
         BOTH(test_bad_op_fails_start),
         cmocka_unit_test(test_group_commit_det),
