@@ -21,6 +21,24 @@ cannot collide with anything outside. Being pid 1 of its own pid namespace,
 everything it starts dies with it even if it is SIGKILLed; in the normal
 path every process is still stopped explicitly, by pid.
 
+Scenarios (each bounded by 60 s; every process is stopped by pid after it):
+  text-fixed-{py,go}-{py,go}      `send --code N-purple-sausages --text MSG`
+                                  -> `receive CODE`: both exit 0, the
+                                  receiver prints MSG (space + non-ASCII)
+  text-allocated-{py,go}-{py,go}  same, with a server-allocated code read
+                                  from "Wormhole code is: CODE"
+  wrong-code-py-{py,go}           Python sender N-aa-bb, receiver N-aa-cc:
+                                  both exit non-zero, report the wrong key
+  crowded                         a third real client on a nameplate in use
+                                  gets "crowded"; the pair still finishes
+  crowded-then-reconnect          same, then the sender's connection drops;
+                                  it must reconnect and finish (0.4.1 fails
+                                  this by design: sticky crowding, asserted
+                                  as such in the python run)
+  restart                         the server is SIGKILLed and restarted
+                                  under a waiting Python sender; it
+                                  reconnects and the transfer completes
+
 Needs only the Python standard library and python3-websockets (for a tiny
 observer client and the pausing proxy of the crowded scenario). Run it with
 Debian's /usr/bin/python3 (the Debian modules are installed for it only).
@@ -614,7 +632,9 @@ def text_fixed(snd_kind, rcv_kind, nameplate):
     def run(ctx):
         code = "%s-purple-sausages" % nameplate
         snd = ctx.start("sender", SEND[snd_kind](code))
-        ctx.wait_code(snd)  # both CLIs print the code once connected-ish
+        # the sender is up (both CLIs print "Wormhole code is: ..." for a
+        # given code too); which side claims first does not matter
+        ctx.wait_code(snd)
         rcv = ctx.start("receiver", RECV[rcv_kind](code))
         expect_text_delivered(ctx, snd, rcv)
     return run
