@@ -1274,6 +1274,34 @@ async def open_after_close(ctx):
                   "only one open per connection")
 
 
+@scenario("waybill", python_differs="when the last side closes a mailbox whose nameplate is "
+          "still claimed, deleting the mailbox fails a FOREIGN KEY constraint and the "
+          "connection is dropped without 'closed' (found by this test)")
+async def close_before_release(ctx):
+    # a client that gives up early may send close before (or without) release
+    a = await ctx.bound("ka")
+    b = await ctx.bound("kb")
+    mb = await a.claim("23")
+    check(await b.claim("23") == mb, "")
+    await a.open_mailbox(mb)
+    await a.add("pake", "01", "1")
+    await a.close_mailbox(mood="lonely")
+    await b.close_mailbox(mb, mood="lonely")     # the last side: mailbox goes
+    await a.release()
+    await b.release()
+    lister = await ctx.bound("lister")
+    check(await lister.list() == [], "nameplate 23 still listed: %s" % await lister.list())
+    c = await ctx.bound("kc")
+    check(await c.open_mailbox(mb) == [], "mailbox survived both closes")
+    # a lonely side that closes without ever releasing
+    d = await ctx.bound("kd")
+    mb2 = await d.claim("24")
+    await d.open_mailbox(mb2)
+    await d.close_mailbox(mood="lonely")
+    r = await d.call({"type": "ping", "ping": 1})
+    check([x["type"] for x in r] == ["pong"], "")
+
+
 @scenario("waybill", python_differs="invalid or non-object JSON makes the handler raise and "
           "the TCP connection is dropped without an error or close frame (notes 1.1, 9)")
 async def invalid_json(ctx):
@@ -1362,23 +1390,46 @@ async def wrong_types(ctx):
 @scenario("waybill", python_differs="echoes a ping of 1e999999 as the non-JSON token "
           "Infinity (notes 9)")
 async def ping_infinity(ctx):
-    c = await ctx.connect()
+    # Accepted answers: ack + pong whose value is valid JSON (e.g. the literal
+    # echoed), ack + error, or an error without ack (the number refused as
+    # invalid JSON, possibly followed by a close). Never Infinity/NaN.
     for lit in ("1e999999", "-1e999999", "1e400"):
+        c = await ctx.connect("inf" + lit)
         await c.send('{"type": "ping", "ping": %s, "id": "inf"}' % lit)
-        m = await c.recv(what="ack of ping %s" % lit)   # strict: Infinity fails here
-        check(m["type"] == "ack" and m.get("id") == "inf", "ping %s: %s" % (lit, short(m)))
-        m = await c.recv(what="reply to ping %s" % lit)
-        check(m["type"] in ("pong", "error"), "ping %s answered %s" % (lit, short(m)))
-        if m["type"] == "error":
-            check(isinstance(m.get("error"), str), "")
-        r = await c.call({"type": "ping", "ping": 1})
-        check([x["type"] for x in r] == ["pong"], "")
-    for raw in c.raw_log:
-        check("Infinity" not in raw and "NaN" not in raw, "sent %s" % short(raw))
+        seen = []
+        while True:
+            # recv() parses strictly: a non-JSON Infinity fails right here
+            m = await c.recv(what="the answer to ping %s (after %s)" % (lit, seen))
+            seen.append(m["type"])
+            if m["type"] == "ack":
+                check(m.get("id") == "inf" and seen == ["ack"],
+                      "ping %s: unexpected %s after %s" % (lit, short(m), seen[:-1]))
+                continue
+            check(m["type"] in ("pong", "error"), "ping %s answered %s" % (lit, short(m)))
+            if m["type"] == "error":
+                check(isinstance(m.get("error"), str), "error without a string: %s" % short(m))
+            log("ping %s: %s %s" % (lit, seen, short(m)))
+            break
+        if seen == ["error"]:
+            # refused as a message; the connection may be closed now
+            got = []
+            if not c.closed:
+                try:
+                    got = await c.wait_closed(timeout=0.5)
+                except Fail:
+                    r = await c.call({"type": "ping", "ping": 1})
+                    check([x["type"] for x in r] == ["pong"], "")
+            for g in got:
+                parse_server_message(g, c.name)
+        else:
+            r = await c.call({"type": "ping", "ping": 1})
+            check([x["type"] for x in r] == ["pong"], "")
+        for raw in c.raw_log:
+            check("Infinity" not in raw and "NaN" not in raw, "sent %s" % short(raw))
 
 
 @scenario("waybill", flags=["--max-message", "65536"],
-          python_differs="has no --max-message option (autobahn's default frame limits)")
+          python_differs="has no --max-message option; a 100 KB message is processed")
 async def max_message(ctx):
     bystander = await ctx.bound("bystander")
     ok = await ctx.bound("ok")
@@ -1423,7 +1474,7 @@ async def refused(ctx, name):
 
 
 @scenario("waybill", flags=["--max-per-ip", "5"],
-          python_differs="has no per-IP connection limit")
+          python_differs="has no per-IP connection limit; the 6th connection gets a welcome")
 async def max_per_ip(ctx):
     conns = [await ctx.bound("ip%d" % i) for i in range(5)]
     how = await refused(ctx, "sixth")
@@ -1447,7 +1498,8 @@ async def max_per_ip(ctx):
 
 
 @scenario("waybill", flags=["--max-per-ip", "0"],
-          python_differs="no --max-per-ip option; the handshake timeout is autobahn's")
+          python_differs="no handshake timeout: 20 stalled half-upgrades are still open "
+          "after 17 s")
 async def slowloris(ctx):
     loop = asyncio.get_running_loop()
     socks = []
@@ -1503,8 +1555,8 @@ async def slowloris(ctx):
 
 
 @scenario("waybill", flags=["--max-per-ip", "0"],
-          python_differs="no --max-per-ip option (connection/memory bounds are a waybill "
-          "requirement)")
+          python_differs="not in behaviour: it passes when forced, but has no "
+          "--max-per-ip and takes ~50 s (RSS +30 MB), too slow for this run")
 async def many_nameplates(ctx):
     N, BATCH = 2000, 200
     srv = ctx.server
