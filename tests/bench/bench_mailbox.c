@@ -263,9 +263,27 @@ static double cpu_s(pid_t pid)
     buf[n] = '\0';
     char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     unsigned long ut, st;
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The machine's idle and total jiffies so far (all cpus), from /proc/stat. */
+static void machine_jiffies(double *idle, double *total)
+{
+    unsigned long long v[8] = {0};
+    *idle = *total = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+               &v[5], &v[6], &v[7]) == 8) {
+        *idle = (double)(v[3] + v[4]);
+        for (int i = 0; i < 8; i++)
+            *total += (double)v[i];
+    }
+    fclose(f);
 }
 
 /* ---- the environment ----------------------------------------------------- */
@@ -684,9 +702,9 @@ enum {
     S_BIND,    /* idle connection: bind sent */
     S_BOUND,   /* idle connection: bind acked */
 };
-static const char *const STEP_WAITS[] = {
-    "nothing", "welcome", "claimed", "the peer's message", "released", "closed", "nothing",
-    "the bind ack", "nothing"};
+static const char *const STEP_WAITS[] = {"nothing",  "welcome", "claimed", "the peer's message",
+                                         "released", "closed",  "nothing", "the bind ack",
+                                         "nothing"};
 
 /* Commands in the order each connection sends them; command k carries
  * id = id0 + k (4 hex chars). */
@@ -744,8 +762,8 @@ static struct {
     uint64_t started, completed, in_window, scheduled, skipped, behind_max_ns;
     uint64_t win[NWIN]; /* PH_CLOSED: completions per window */
     uint64_t t_last;    /* the last completion */
-    int ramped; /* PH_CLOSED: pairs started so far */
-    uint32_t *lat; /* microseconds */
+    int ramped;         /* PH_CLOSED: pairs started so far */
+    uint32_t *lat;      /* microseconds */
     size_t nlat;
     uint64_t seq, nameplate_seq, side_base, tick_timer;
 
@@ -777,13 +795,15 @@ __attribute__((format(printf, 2, 3))) static void fail(const side_t *s, const ch
     L.broken = 1;
     size_t n = 0;
     if (s != NULL && s->pair != NULL)
-        n = (size_t)snprintf(L.err, sizeof(L.err), "exchange with nameplate %s, side %c (%s), "
-                                                   "waiting for %s: ",
+        n = (size_t)snprintf(L.err, sizeof(L.err),
+                             "exchange with nameplate %s, side %c (%s), "
+                             "waiting for %s: ",
                              s->pair->nameplate_s, s->role ? 'B' : 'A', s->side,
                              STEP_WAITS[s->step]);
     else if (s != NULL)
-        n = (size_t)snprintf(L.err, sizeof(L.err), "idle connection, side %s, waiting for %s: ",
-                             s->side, STEP_WAITS[s->step]);
+        n = (size_t)snprintf(L.err, sizeof(L.err),
+                             "idle connection, side %s, waiting for %s: ", s->side,
+                             STEP_WAITS[s->step]);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(L.err + n, sizeof(L.err) - n, fmt, ap);
@@ -1509,13 +1529,12 @@ static pid_t server_start(const srv_res_t *r, uint16_t port, char *why, size_t c
     int lfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     pid_t pid;
     if (strcmp(r->name, "python") == 0) {
-        char *argv[] = {TWIST3,   "wormhole-mailbox", "--port", portarg, "--channel-db",
-                        db,       NULL};
+        char *argv[] = {TWIST3, "wormhole-mailbox", "--port", portarg, "--channel-db", db, NULL};
         pid = spawn(argv, dir, lfd);
     } else {
         char *bin = getenv("WB_BENCH_WAYBILL") ? getenv("WB_BENCH_WAYBILL") : WAYBILL_BIN;
-        char *argv[] = {bin,       "mailbox-server", "--listen", "127.0.0.1", "--port",
-                        portnum,   "--channel-db",   db,         NULL};
+        char *argv[] = {bin,     "mailbox-server", "--listen", "127.0.0.1", "--port",
+                        portnum, "--channel-db",   db,         NULL};
         pid = spawn(argv, dir, lfd);
     }
     if (lfd >= 0)
@@ -1561,6 +1580,8 @@ static double run_closed(srv_res_t *r, pid_t pid, int npairs, double *p50, doubl
     L.kind = PH_CLOSED;
     L.npairs = npairs;
     snprintf(what, sizeof(what), "closed loop p%d", npairs);
+    double idle0, total0, idle1, total1;
+    machine_jiffies(&idle0, &total0);
     getrusage(RUSAGE_SELF, &ru0);
     double c0 = cpu_s(pid);
     uint64_t t0 = bench_now_ns();
@@ -1568,6 +1589,8 @@ static double run_closed(srv_res_t *r, pid_t pid, int npairs, double *p50, doubl
     double wall = (bench_now_ns() - t0) / 1e9;
     double c1 = cpu_s(pid);
     getrusage(RUSAGE_SELF, &ru1);
+    machine_jiffies(&idle1, &total1);
+    double idle = total1 > total0 ? (idle1 - idle0) / (total1 - total0) : 1;
     note_phase(r, what);
     if (check_broken(r, what))
         return 0;
@@ -1579,21 +1602,22 @@ static double run_closed(srv_res_t *r, pid_t pid, int npairs, double *p50, doubl
     *p99 = lat_pct(99);
     snprintf(name, sizeof(name), "mailbox_%s_exchanges_per_s_p%d", r->name, npairs);
     bench_print(name, rate, "ex/s");
-    double self = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec -
-                   ru0.ru_stime.tv_sec) +
-                  (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
-                   ru0.ru_stime.tv_usec) /
-                      1e6;
+    double self =
+        (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+        (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
+         ru0.ru_stime.tv_usec) /
+            1e6;
     double srv_cpu = (c1 - c0) / wall, gen_cpu = self / wall;
     printf("# %s p%d: %llu exchanges in %d windows of %.1f s (%llu in all); p50 %.2f ms, p99 "
-           "%.2f ms; cpu over %.1f s: server %.0f%%, load generator %.0f%% (of %d cpus)\n",
+           "%.2f ms; cpu over %.1f s: server %.0f%%, load generator %.0f%%, machine idle %.0f%% "
+           "(of %d cpus)\n",
            r->name, npairs, (unsigned long long)L.in_window, NWIN, WIN_NS / 1e9,
            (unsigned long long)L.completed, *p50, *p99, wall, srv_cpu * 100, gen_cpu * 100,
-           bench_ncpus());
-    if (srv_cpu + gen_cpu > 0.9 * bench_ncpus())
-        printf("# %s p%d: the machine is saturated (server and load generator share its cpus): "
-               "the rate is what this machine allows, a floor for the server\n",
-               r->name, npairs);
+           idle * 100, bench_ncpus());
+    if (idle < 0.1)
+        printf("# %s p%d: the machine was saturated (the server shares its cpus with the load "
+               "generator%s): the rate is what this machine allowed, a floor for the server\n",
+               r->name, npairs, srv_cpu + gen_cpu < 0.8 * bench_ncpus() ? " and other work" : "");
     fflush(stdout);
     return rate;
 }
