@@ -54,6 +54,9 @@ import tempfile
 import time
 import traceback
 
+import websockets                      # python3-websockets (Debian, 10.4)
+import websockets.exceptions as wsx
+
 NETNS_MARK = "WAYBILL_MAILBOX_PROTOCOL_NETNS"
 DEBIAN_PY = "/usr/bin/python3"
 TWIST = "/usr/bin/twist3"
@@ -278,9 +281,6 @@ class Server:
 
 # --------------------------------------------------------------------------
 # WebSocket client helper
-
-import websockets  # noqa: E402  (python3-websockets, Debian)
-import websockets.exceptions as wsx  # noqa: E402
 
 CLOSED = object()
 
