@@ -122,11 +122,14 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
-/* SIGTERM, then SIGKILL after 5 s; by pid only. */
+/* SIGTERM, then SIGKILL after 5 s; by pid only, and only a child not yet
+ * reaped (its pid cannot have been reused). */
 static void stop_child(pid_t pid)
 {
-    int status;
-    if (pid <= 0)
+    int status, ours = 0;
+    for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++)
+        ours |= pid > 0 && children[i] == pid;
+    if (!ours)
         return;
     kill(pid, SIGTERM);
     for (int i = 0; i < 500; i++) {
@@ -727,7 +730,7 @@ typedef struct {
 struct pair_s {
     side_t s[2];
     pair_t *next_free;
-    uint64_t t_start, t_sched;
+    uint64_t t_start;
     uint64_t nameplate;
     char nameplate_s[24];
     char mailbox[MAILBOX_MAX + 1];
@@ -1168,11 +1171,10 @@ static void side_start(side_t *s, pair_t *p, int role)
     side_flush(s); /* the upgrade request waits for the connection */
 }
 
-static void pair_start(pair_t *p, uint64_t sched)
+static void pair_start(pair_t *p)
 {
     p->live = 1;
     p->t_start = bench_now_ns();
-    p->t_sched = sched;
     p->nameplate = ++L.nameplate_seq;
     p->mailbox_len = -1;
     snprintf(p->nameplate_s, sizeof(p->nameplate_s), "%llu", (unsigned long long)p->nameplate);
@@ -1207,7 +1209,7 @@ static void pair_done(pair_t *p)
         side_end(&p->s[0]);
         side_end(&p->s[1]);
         L.live_pairs--;
-        pair_start(p, t);
+        pair_start(p);
         return;
     }
     pair_free(p);
@@ -1302,7 +1304,7 @@ static void tick(void)
             pair_t *p = L.free_pairs;
             L.free_pairs = p->next_free;
             L.ramped++;
-            pair_start(p, now);
+            pair_start(p);
         }
         if (now >= L.t_meas1)
             L.stopping = 1;
@@ -1327,7 +1329,7 @@ static void tick(void)
             }
             pair_t *p = L.free_pairs;
             L.free_pairs = p->next_free;
-            pair_start(p, sched);
+            pair_start(p);
         }
         if (L.scheduled >= total)
             L.stopping = 1;
@@ -1504,8 +1506,19 @@ static void note_phase(const srv_res_t *r, const char *what)
                (unsigned long long)L.connect_fail, L.connect_err);
 }
 
-static int check_broken(srv_res_t *r, const char *what)
+static int check_broken(srv_res_t *r, pid_t pid, const char *what)
 {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+        for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++)
+            if (children[i] == pid)
+                children[i] = 0;
+        size_t n = L.broken ? strlen(L.err) : 0;
+        snprintf(L.err + n, sizeof(L.err) - n, "%sthe server %s %d", L.broken ? "; " : "",
+                 WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        L.broken = 1;
+    }
     if (!L.broken)
         return 0;
     printf("# ERROR: %s %s: %s\n", r->name, what, L.err);
@@ -1577,6 +1590,7 @@ static double run_closed(srv_res_t *r, pid_t pid, int npairs, double *p50, doubl
 {
     char name[96], what[32];
     struct rusage ru0, ru1;
+    *p50 = *p99 = 0;
     L.kind = PH_CLOSED;
     L.npairs = npairs;
     snprintf(what, sizeof(what), "closed loop p%d", npairs);
@@ -1592,7 +1606,7 @@ static double run_closed(srv_res_t *r, pid_t pid, int npairs, double *p50, doubl
     machine_jiffies(&idle1, &total1);
     double idle = total1 > total0 ? (idle1 - idle0) / (total1 - total0) : 1;
     note_phase(r, what);
-    if (check_broken(r, what))
+    if (check_broken(r, pid, what))
         return 0;
     bench_samples_t wins = {{0}, 0};
     for (int i = 0; i < NWIN; i++)
@@ -1663,7 +1677,7 @@ static void run_server(srv_res_t *r, const int *pairs, int npairs_runs)
         L.rate = best / 2;
         run_phase(HALF_NS + DRAIN_NS + 10000000000ull);
         note_phase(r, "open loop");
-        if (check_broken(r, "open loop at half peak"))
+        if (check_broken(r, pid, "open loop at half peak"))
             goto out;
         printf("# %s open loop: %llu exchanges scheduled at %.0f/s for %.1f s, %llu completed "
                "(the last %.2f s after the first started), %llu skipped (%d in flight at most), "
@@ -1687,7 +1701,7 @@ static void run_server(srv_res_t *r, const int *pairs, int npairs_runs)
     run_phase(L.idle_ns + 20000000000ull);
     double took = (bench_now_ns() - t0) / 1e9;
     note_phase(r, "idle connections");
-    if (!check_broken(r, "idle connections")) {
+    if (!check_broken(r, pid, "idle connections")) {
         bench_sleep_us(IDLE_SETTLE);
         r->rss_idle = rss_mb(pid);
         r->idle_reached = L.idle_bound;
