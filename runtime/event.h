@@ -50,6 +50,8 @@ enum {
     WB_EVF_EXTERNAL = 1u << 1, /* payload is external, released by free_cb */
     WB_EVF_COUNTED = 1u << 2,  /* runtime-internal: counted against an inbox bound */
     WB_EVF_TRACED = 1u << 3,   /* runtime-internal: the trace hook has seen it */
+    /* Bits 4-7 are never set or cleared by the runtime: they belong to the
+     * service that made the event (sockets/: 1u << 4 is WB_TCP_BLOB_BINARY). */
 };
 
 typedef void (*wb_payload_free_cb)(void *data, size_t len);

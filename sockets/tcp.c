@@ -29,6 +29,24 @@
  * Reads. One shared read buffer: libuv calls alloc and read back to back, so
  * no two connections ever use it at once. Whatever must outlive the callback
  * (a partial frame, the rest after a refused blob) is copied out.
+ *
+ * WebSocket (opts.ws). Each connection runs a wb_ws_conn_t (websocket.h)
+ * here: a whole read is fed to it, its output (the 101, pongs, close
+ * frames) is copied into an event and queued like a message, and so is each
+ * message the owner sends, framed by wb_ws_send as it arrives (or, before
+ * the upgrade, kept unframed on a list of its own). The connection is C_OPEN
+ * from the TCP connect on; ws_open says whether the owner has had OPENED.
+ * Messages come out of wb_ws_feed's callback, where the feed cannot be
+ * stopped: those the owner's inbox refuses are chained on held_head in
+ * order, and when the WebSocket ended in the same read its CLOSED waits
+ * (ws_ending) until they are delivered. The options are copied in the
+ * calling thread into one block (ws_opts_copy) that the command event, then
+ * the listener or dialer owns; connections copy what they need from it at
+ * creation (wb_ws_new), so a listener may go before its connections.
+ *
+ * Per-address limit (opts.max_per_ip). A small open-addressing map on the
+ * lane, (listener, peer address) -> connections alive, holds an entry only
+ * while its count is above 0.
  */
 #include "sockets/tcp.h"
 
@@ -44,12 +62,15 @@
 #include "runtime/idmap.h"
 #include "runtime/log.h"
 #include "sockets/frame.h"
+#include "sockets/websocket.h"
 
 #define MOD        "tcp"
 #define REASON_MAX 400
 #define ADDR_MAX   64 /* "[v6 address]:port" */
 #define BATCH_MSGS 64 /* messages per uv_write */
 #define WR_CACHE   64 /* write requests kept for reuse */
+
+#define WS_HEADER_MAX 14 /* a WebSocket frame header with a mask key */
 
 #define DEF_MAX_CONNS   16384u
 #define DEF_READ_BUFFER 65536u
@@ -118,9 +139,21 @@ struct conn_s {
     int reading;
     int paused;              /* by the owner: wb_tcp_pause */
     int peer_done, fin_sent; /* linger */
-    wb_event_t *held;        /* a blob the owner's inbox refused */
-    uint8_t *stash;          /* read bytes not yet decoded, after a refusal */
+    wb_event_t *held_head;   /* blobs the owner's inbox refused, in order */
+    wb_event_t *held_tail;
+    uint8_t *stash; /* read bytes not yet decoded, after a refusal */
     size_t stash_off, stash_len;
+
+    wb_ws_conn_t *ws;    /* opts.ws: the WebSocket, else NULL */
+    uint32_t ws_timeout; /* its handshake timeout, ms */
+    uint8_t ws_open;     /* upgraded: the owner has had OPENED */
+    uint8_t ws_ending;   /* the WebSocket is done; CLOSED waits behind held blobs */
+    uint8_t ws_nomem;    /* a message could not be handed up */
+    uint8_t ip_fam;      /* counted in s's per-address map under ip (AF_INET/6) */
+    int ws_rc;           /* what wb_ws_feed returned when it ended */
+    uint8_t ip[16];      /* the peer's address, for the per-address map */
+    wb_event_t *pq_head; /* sent before the upgrade: not yet framed */
+    wb_event_t *pq_tail;
 
     wb_event_t *wq_head, *wq_tail; /* sent, not yet given to uv_write */
     size_t queued;                 /* bytes sent and not yet written */
@@ -169,10 +202,22 @@ struct sockets_s {
     int refs;
     uint64_t rng;
     wb_event_t *token;
+    struct ipent_s *ipmap; /* (listener, address) -> connections, for max_per_ip */
+    uint32_t ipcap, ipn;
 };
 
+/* An entry of the per-address map; fam 0 marks a free slot. */
+typedef struct ipent_s {
+    uint64_t listener;
+    uint32_t count;
+    uint8_t fam;
+    uint8_t addr[16];
+} ipent_t;
+
 static void conn_end(conn_t *c, int status, const char *reason);
+static void conn_finish(conn_t *c, int status, const char *reason);
 static void conn_flush(conn_t *c);
+static void ip_del(sockets_t *s, uint64_t listener, int fam, const uint8_t *addr);
 static void dialer_conn_ended(dialer_t *d, int was_open, uint64_t opened_at, int status,
                               const char *reason);
 
@@ -280,6 +325,125 @@ static int parse_literal(const char *host, uint16_t port, struct sockaddr_storag
     return -1;
 }
 
+/* ---- the per-address map ---------------------------------------------------- */
+
+/* The peer address of sa as a key: family and 4 or 16 bytes; an IPv4 address
+ * mapped into IPv6 (a dual-stack listener) counts as the IPv4 one. 0 when
+ * sa is neither. */
+static int ip_key(const struct sockaddr *sa, uint8_t addr[16])
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memset(addr, 0, 16);
+    if (sa->sa_family == AF_INET) {
+        memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return AF_INET;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const uint8_t *a6 = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        if (memcmp(a6, mapped, 12) == 0) {
+            memcpy(addr, a6 + 12, 4);
+            return AF_INET;
+        }
+        memcpy(addr, a6, 16);
+        return AF_INET6;
+    }
+    return 0;
+}
+
+static uint32_t ip_hash(uint64_t listener, int fam, const uint8_t *addr)
+{
+    uint64_t a, b;
+    memcpy(&a, addr, 8);
+    memcpy(&b, addr + 8, 8);
+    uint64_t h = listener * 0x9E3779B97F4A7C15ull ^ a ^ (b * 0xC2B2AE3D27D4EB4Full) ^ (uint64_t)fam;
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
+/* The slot of the key, or of the free slot where it would go (cap > 0). */
+static uint32_t ip_slot(const sockets_t *s, uint64_t listener, int fam, const uint8_t *addr)
+{
+    uint32_t mask = s->ipcap - 1, i = ip_hash(listener, fam, addr) & mask;
+    for (;;) {
+        const ipent_t *e = &s->ipmap[i];
+        if (e->fam == 0 ||
+            (e->listener == listener && e->fam == fam && memcmp(e->addr, addr, 16) == 0))
+            return i;
+        i = (i + 1) & mask;
+    }
+}
+
+static uint32_t ip_count(const sockets_t *s, uint64_t listener, int fam, const uint8_t *addr)
+{
+    return s->ipcap == 0 ? 0 : s->ipmap[ip_slot(s, listener, fam, addr)].count;
+}
+
+/* Rebuild with cap slots (a power of two above the entries). */
+static int ip_resize(sockets_t *s, uint32_t cap)
+{
+    ipent_t *old = s->ipmap;
+    uint32_t ocap = s->ipcap;
+    ipent_t *m = calloc(cap, sizeof(*m));
+    if (m == NULL)
+        return WB_ENOMEM;
+    s->ipmap = m;
+    s->ipcap = cap;
+    for (uint32_t i = 0; i < ocap; i++)
+        if (old[i].fam != 0)
+            m[ip_slot(s, old[i].listener, old[i].fam, old[i].addr)] = old[i];
+    free(old);
+    return 0;
+}
+
+static int ip_add(sockets_t *s, uint64_t listener, int fam, const uint8_t *addr)
+{
+    if ((s->ipn + 1) * 2 > s->ipcap && ip_resize(s, s->ipcap ? s->ipcap * 2 : 16) != 0)
+        return WB_ENOMEM;
+    ipent_t *e = &s->ipmap[ip_slot(s, listener, fam, addr)];
+    if (e->fam == 0) {
+        e->listener = listener;
+        e->fam = (uint8_t)fam;
+        memcpy(e->addr, addr, 16);
+        s->ipn++;
+    }
+    e->count++;
+    return 0;
+}
+
+/* One connection fewer; at 0 the entry goes (backward-shift deletion, so
+ * no tombstones), and the table shrinks when mostly empty. */
+static void ip_del(sockets_t *s, uint64_t listener, int fam, const uint8_t *addr)
+{
+    if (s->ipcap == 0)
+        return;
+    uint32_t mask = s->ipcap - 1, i = ip_slot(s, listener, fam, addr);
+    if (s->ipmap[i].fam == 0 || --s->ipmap[i].count > 0)
+        return;
+    s->ipn--;
+    for (uint32_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+        ipent_t *e = &s->ipmap[j];
+        if (e->fam == 0)
+            break;
+        uint32_t home = ip_hash(e->listener, e->fam, e->addr) & mask;
+        /* e may fill the hole at i unless its home lies in (i, j]. */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            s->ipmap[i] = *e;
+            i = j;
+        }
+    }
+    s->ipmap[i].fam = 0;
+    s->ipmap[i].count = 0;
+    if (s->ipn == 0) {
+        free(s->ipmap);
+        s->ipmap = NULL;
+        s->ipcap = 0;
+    } else if (s->ipcap > 16 && s->ipn * 8 < s->ipcap) {
+        ip_resize(s, s->ipcap / 2); /* on failure the larger table stays */
+    }
+}
+
 /* ---- upward events ---------------------------------------------------------- */
 
 static void post_to(sockets_t *s, wb_lane_t lane, uint64_t owner, uint64_t src, uint16_t type,
@@ -316,6 +480,7 @@ static void s_unref(sockets_t *s)
     if (--s->refs > 0)
         return;
     free(s->rbuf);
+    free(s->ipmap);
     while (s->wr_free != NULL) {
         wr_t *w = s->wr_free;
         s->wr_free = w->next_free;
@@ -362,6 +527,9 @@ static void obj_free(obj_t *o)
         wb_frame_decoder_fini(&c->fr);
         if (c->ai != NULL)
             uv_freeaddrinfo(c->ai);
+        wb_ws_free(c->ws);
+    } else {
+        free((void *)o->opts.ws); /* the block ws_opts_copy made */
     }
     free(o);
     s_unref(s);
@@ -452,17 +620,42 @@ static void conn_close_handles(conn_t *c)
     }
 }
 
+static void ws_on_open(wb_ws_conn_t *w, void *user);
+static void ws_on_message(wb_ws_conn_t *w, void *user, int opcode, const uint8_t *data, size_t len);
+
+/* The connection's WebSocket, from opts->ws: server role for an accepted
+ * connection, client role (Host: ws->host, else the dialed host) for a dial. */
+static int conn_ws_new(conn_t *c, const wb_ws_opts_t *wo, int server, const char *host)
+{
+    static const wb_ws_cb_t cb = {ws_on_open, ws_on_message, NULL};
+    wb_ws_opts_t o = *wo;
+    char hb[WB_TCP_HOST_MAX + 3];
+    if (!server && o.host == NULL) {
+        snprintf(hb, sizeof(hb), strchr(host, ':') != NULL ? "[%s]" : "%s", host);
+        o.host = hb;
+    }
+    c->ws_timeout = wo->handshake_timeout_ms;
+    return wb_ws_new(&c->ws, server ? WB_WS_SERVER : WB_WS_CLIENT, &o, &cb, c);
+}
+
 static conn_t *conn_new(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owner,
-                        const wb_tcp_opts_t *opts, const char *host, uint16_t port, uint64_t cookie)
+                        const wb_tcp_opts_t *opts, const char *host, uint16_t port, uint64_t cookie,
+                        int server)
 {
     conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->o.kind = OBJ_CONN;
-    if (obj_add(s, &c->o, id, lane, owner, opts, host, port) != 0) {
+    if (opts->ws != NULL && conn_ws_new(c, opts->ws, server, host) != 0) {
         free(c);
         return NULL;
     }
+    if (obj_add(s, &c->o, id, lane, owner, opts, host, port) != 0) {
+        wb_ws_free(c->ws);
+        free(c);
+        return NULL;
+    }
+    c->o.opts.ws = NULL; /* the listener's or dialer's, or the request's */
     c->cookie = cookie;
     wb_frame_decoder_init(&c->fr, opts->max_message);
     uv_timer_init(s->loop, &c->timer);
@@ -480,6 +673,14 @@ static size_t hdr_len(const conn_t *c)
     return c->o.opts.raw ? 0 : WB_FRAME_HEADER;
 }
 
+/* Bytes of the WebSocket frame that carries len bytes (client frames are
+ * masked). */
+static size_t ws_frame_len(const conn_t *c, size_t len)
+{
+    size_t h = 2 + (len >= 65536 ? 8 : len >= 126 ? 2 : 0);
+    return h + len + (c->from_listener ? 0 : 4);
+}
+
 /* Drop the messages not yet given to uv_write. */
 static void wq_free(conn_t *c)
 {
@@ -491,6 +692,30 @@ static void wq_free(conn_t *c)
         wb_event_free(h);
         h = next;
     }
+}
+
+/* Drop the messages sent before the upgrade, not yet framed. */
+static void pq_free(conn_t *c)
+{
+    wb_event_t *h = c->pq_head;
+    c->pq_head = c->pq_tail = NULL;
+    while (h != NULL) {
+        wb_event_t *next = atomic_load_explicit(&h->next, memory_order_relaxed);
+        c->queued -= ws_frame_len(c, h->len);
+        wb_event_free(h);
+        h = next;
+    }
+}
+
+/* Append ev to a chain linked through the events' own next fields. */
+static void chain_push(wb_event_t **head, wb_event_t **tail, wb_event_t *ev)
+{
+    atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
+    if (*tail != NULL)
+        atomic_store_explicit(&(*tail)->next, ev, memory_order_relaxed);
+    else
+        *head = ev;
+    *tail = ev;
 }
 
 static void free_chain(wb_event_t *ev)
@@ -515,11 +740,16 @@ static void conn_detach(conn_t *c, int keep_writes)
         if (l != NULL)
             l->nconns--;
     }
-    wb_event_free(c->held);
-    c->held = NULL;
+    if (c->ip_fam != 0) {
+        ip_del(s, c->cookie, c->ip_fam, c->ip);
+        c->ip_fam = 0;
+    }
+    free_chain(c->held_head);
+    c->held_head = c->held_tail = NULL;
     free(c->stash);
     c->stash = NULL;
     wb_frame_decoder_fini(&c->fr);
+    pq_free(c);
     if (!keep_writes)
         wq_free(c);
     if (c->tcp != NULL && c->reading) {
@@ -538,6 +768,20 @@ static void notify_dialer(conn_t *c, int was_open, int status, const char *reaso
         dialer_conn_ended(d, was_open, c->opened_at, status, reason);
 }
 
+/* The owner has had OPENED for this connection. */
+static int conn_known(const conn_t *c)
+{
+    return c->state == C_OPEN && (c->ws == NULL || c->ws_open);
+}
+
+/* Whether an ending connection owes its owner a CLOSED: one that opened, or
+ * a one-shot dial. An attempt of a dialer that never opened is the dialer's
+ * business; an accepted WebSocket whose handshake failed was never heard of. */
+static int conn_owes_closed(const conn_t *c, int was_open)
+{
+    return was_open || (!c->from_dialer && !c->from_listener);
+}
+
 /* The connection ended for a reason of its own (peer, error, limit). */
 static void conn_end(conn_t *c, int status, const char *reason)
 {
@@ -549,12 +793,11 @@ static void conn_end(conn_t *c, int status, const char *reason)
         conn_close_handles(c);
         return;
     }
-    int was_open = c->state == C_OPEN;
+    int was_open = conn_known(c);
     conn_detach(c, 0);
     c->state = C_DEAD;
     wb_debug(MOD, "connection %" PRIu64 " closed: %s", c->o.id, reason);
-    /* An attempt of a dialer that never opened is the dialer's business. */
-    if (was_open || !c->from_dialer)
+    if (conn_owes_closed(c, was_open))
         post(&c->o, WB_EV_TCP_CLOSED, status, c->cookie, reason);
     conn_close_handles(c);
     notify_dialer(c, was_open, status, reason);
@@ -582,11 +825,11 @@ static int conn_read_start(conn_t *c)
 
 static int conn_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash);
 
-/* Read on, unless a blob is held or the owner paused: first what is stashed,
- * then from the socket. */
+/* Read on, unless a blob is held, the owner paused or the WebSocket has
+ * ended: first what is stashed, then from the socket. */
 static void conn_pump(conn_t *c)
 {
-    if (c->state != C_OPEN || c->held != NULL || c->paused)
+    if (c->state != C_OPEN || c->held_head != NULL || c->paused || c->ws_ending)
         return;
     if (c->stash != NULL) {
         if (conn_feed(c, c->stash + c->stash_off, c->stash_len - c->stash_off, 1) != 0)
@@ -612,24 +855,40 @@ static void mark_dirty(conn_t *c)
     c->o.s->dirty = c;
 }
 
-/* Connected (dialed or accepted): tell the owner and start reading. */
-static void conn_open(conn_t *c)
+/* Tell the owner: OPENED with the peer's address. */
+static void conn_announce(conn_t *c)
 {
-    sockets_t *s = c->o.s;
     char peer[ADDR_MAX] = "?";
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) == 0)
         addr_text((struct sockaddr *)&ss, peer, sizeof(peer));
-    c->state = C_OPEN;
-    c->opened_at = uv_now(s->loop);
-    if (c->timer_live)
-        uv_timer_stop(&c->timer);
-    uv_tcp_nodelay(c->tcp, 1);
+    c->opened_at = uv_now(c->o.s->loop);
     wb_debug(MOD, "connection %" PRIu64 " open to %s", c->o.id, peer);
     post(&c->o, WB_EV_TCP_OPENED, 0, c->cookie, peer);
     if (c->wq_head != NULL)
         mark_dirty(c);
+}
+
+static void on_conn_timer(uv_timer_t *t);
+static int ws_out(conn_t *c, int force);
+static void ws_after(conn_t *c, int rc);
+
+/* Connected (dialed or accepted): tell the owner and start reading; a
+ * WebSocket first does its handshake, with the timer as its deadline. */
+static void conn_open(conn_t *c)
+{
+    c->state = C_OPEN;
+    if (c->timer_live)
+        uv_timer_stop(&c->timer);
+    uv_tcp_nodelay(c->tcp, 1);
+    if (c->ws != NULL) {
+        uv_timer_start(&c->timer, on_conn_timer, c->ws_timeout, 0);
+        if (ws_out(c, 0) != 0) /* a client's upgrade request */
+            return;
+    } else {
+        conn_announce(c);
+    }
     conn_pump(c);
 }
 
@@ -705,6 +964,9 @@ static void on_conn_timer(uv_timer_t *t)
         snprintf(reason, sizeof(reason), "connect %s: timed out after %u ms", where,
                  c->o.opts.connect_timeout_ms);
         conn_end(c, WB_ETIMEDOUT, reason);
+    } else if (c->state == C_OPEN && c->ws != NULL && !c->ws_open) {
+        wb_ws_timeout(c->ws); /* the handshake took too long: DONE */
+        ws_after(c, WB_ETIMEDOUT);
     } else if (c->state == C_LINGER) {
         c->state = C_DEAD;
         conn_close_handles(c);
@@ -734,7 +996,7 @@ static void dial_start(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owner
         dial_failed(s, id, lane, owner, cookie, from_dialer, WB_EBUSY, reason);
         return;
     }
-    conn_t *c = conn_new(s, id, lane, owner, opts, host, port, cookie);
+    conn_t *c = conn_new(s, id, lane, owner, opts, host, port, cookie, 0);
     if (c == NULL) {
         dial_failed(s, id, lane, owner, cookie, from_dialer, WB_ENOMEM, "out of memory");
         return;
@@ -836,7 +1098,7 @@ static int conn_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash)
         }
         rc = deliver(c, ev);
         if (rc == WB_EAGAIN) {
-            c->held = ev;
+            chain_push(&c->held_head, &c->held_tail, ev);
             if (from_stash) {
                 c->stash_off = (size_t)(p - c->stash);
             } else if (n > 0) {
@@ -867,24 +1129,35 @@ static int conn_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash)
     return 0;
 }
 
-/* The owner's inbox has room again: deliver the held blob, then the rest. */
+static void ws_done(conn_t *c);
+
+/* The owner's inbox has room again: deliver the held blobs in order, then
+ * the rest (or, for a WebSocket that ended meanwhile, its CLOSED). */
 static void conn_resume(conn_t *c)
 {
-    if (c->state != C_OPEN || c->held == NULL)
+    if (c->state != C_OPEN || c->held_head == NULL)
         return;
-    int rc = deliver(c, c->held);
-    if (rc == WB_EAGAIN)
-        return; /* another resume will come */
-    if (rc != 0) {
-        wb_event_free(c->held);
-        c->held = NULL;
-        if (rc != WB_ECLOSED) {
-            conn_end(c, rc, "cannot deliver a received message");
-            return;
+    while (c->held_head != NULL) {
+        wb_event_t *ev = c->held_head;
+        wb_event_t *next = atomic_load_explicit(&ev->next, memory_order_relaxed);
+        int rc = deliver(c, ev);
+        if (rc == WB_EAGAIN)
+            return; /* another resume will come */
+        c->held_head = next;
+        if (next == NULL)
+            c->held_tail = NULL;
+        if (rc != 0) {
+            wb_event_free(ev);
+            if (rc != WB_ECLOSED) {
+                conn_end(c, rc, "cannot deliver a received message");
+                return;
+            }
         }
     }
-    c->held = NULL;
-    conn_pump(c);
+    if (c->ws_ending)
+        ws_done(c);
+    else
+        conn_pump(c);
 }
 
 static void conn_pause(conn_t *c, int on)
@@ -916,6 +1189,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->state != C_OPEN || nread == 0)
         return;
+    if (nread > 0 && c->ws != NULL) {
+        ws_after(c, wb_ws_feed(c->ws, (const uint8_t *)buf->base, (size_t)nread));
+        return;
+    }
     if (nread > 0) {
         conn_feed(c, (const uint8_t *)buf->base, (size_t)nread, 0);
         return;
@@ -962,10 +1239,44 @@ static void wr_put(sockets_t *s, wr_t *w)
     s->wr_nfree++;
 }
 
+/* Count sz more bytes queued: BACKPRESSURE past write_high; past the hard
+ * cap the connection ends (returns -1; the caller frees what it held). */
+static int queue_bytes(conn_t *c, size_t sz)
+{
+    if (c->queued + sz > c->o.opts.write_hard_cap) {
+        char reason[REASON_MAX];
+        snprintf(reason, sizeof(reason), "write queue overflow: %zu bytes queued, cap %zu",
+                 c->queued + sz, c->o.opts.write_hard_cap);
+        wb_warn(MOD, "connection %" PRIu64 ": %s; closing it", c->o.id, reason);
+        conn_end(c, WB_ETOOBIG, reason);
+        return -1;
+    }
+    c->queued += sz;
+    if (!c->bp && c->queued > c->o.opts.write_high) {
+        c->bp = 1;
+        post(&c->o, WB_EV_TCP_BACKPRESSURE, 0, c->queued, NULL);
+    }
+    return 0;
+}
+
+/* Queue bytes to write as they are (framed already, or raw). */
+static int wq_push(conn_t *c, wb_event_t *ev)
+{
+    if (queue_bytes(c, hdr_len(c) + (size_t)ev->len) != 0) {
+        wb_event_free(ev);
+        return -1;
+    }
+    chain_push(&c->wq_head, &c->wq_tail, ev);
+    if (c->state == C_OPEN)
+        mark_dirty(c);
+    return 0;
+}
+
+static int ws_send(conn_t *c, wb_event_t *ev);
+
 static void conn_enqueue(conn_t *c, wb_event_t *ev)
 {
     char reason[REASON_MAX];
-    size_t sz = hdr_len(c) + (size_t)ev->len;
     if (ev->len > c->o.opts.max_message) {
         snprintf(reason, sizeof(reason), "message of %u bytes exceeds maximum %u", ev->len,
                  c->o.opts.max_message);
@@ -974,27 +1285,16 @@ static void conn_enqueue(conn_t *c, wb_event_t *ev)
         conn_end(c, WB_ETOOBIG, reason);
         return;
     }
-    if (c->queued + sz > c->o.opts.write_hard_cap) {
-        snprintf(reason, sizeof(reason), "write queue overflow: %zu bytes queued, cap %zu",
-                 c->queued + sz, c->o.opts.write_hard_cap);
+    if (c->ws == NULL) {
+        wq_push(c, ev);
+    } else if (c->ws_open) {
+        ws_send(c, ev);
+    } else if (queue_bytes(c, ws_frame_len(c, ev->len)) != 0) {
         wb_event_free(ev);
-        wb_warn(MOD, "connection %" PRIu64 ": %s; closing it", c->o.id, reason);
-        conn_end(c, WB_ETOOBIG, reason);
-        return;
+    } else {
+        /* Before the upgrade: framed once it is done (ws_on_open). */
+        chain_push(&c->pq_head, &c->pq_tail, ev);
     }
-    atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
-    if (c->wq_tail != NULL)
-        atomic_store_explicit(&c->wq_tail->next, ev, memory_order_relaxed);
-    else
-        c->wq_head = ev;
-    c->wq_tail = ev;
-    c->queued += sz;
-    if (!c->bp && c->queued > c->o.opts.write_high) {
-        c->bp = 1;
-        post(&c->o, WB_EV_TCP_BACKPRESSURE, 0, c->queued, NULL);
-    }
-    if (c->state == C_OPEN)
-        mark_dirty(c);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -1084,7 +1384,195 @@ static void on_prepare(uv_prepare_t *h)
     }
 }
 
-/* ---- connections: closing by the owner ------------------------------------- */
+/* ---- connections: WebSocket ------------------------------------------------- */
+
+/* Queue what the WebSocket has to write (the upgrade request, the 101 or an
+ * HTTP answer, pongs, close frames, framed messages). force: past the hard
+ * cap too (a close frame, once). 0, or -1 when the connection ended. */
+static int ws_out(conn_t *c, int force)
+{
+    const uint8_t *p;
+    size_t n = wb_ws_output(c->ws, &p);
+    wb_event_t *ev = n > 0 ? wb_event_new_copy(WB__EV_TCP_SEND, p, n) : NULL;
+    wb_ws_output_done(c->ws); /* an idle connection keeps no buffer */
+    if (n == 0)
+        return 0;
+    if (ev == NULL) {
+        conn_end(c, WB_ENOMEM, "out of memory");
+        return -1;
+    }
+    if (!force)
+        return wq_push(c, ev);
+    c->queued += n;
+    chain_push(&c->wq_head, &c->wq_tail, ev);
+    return 0;
+}
+
+/* Frame one of the owner's messages (ev is consumed). 0, or -1 when the
+ * connection ended. */
+static int ws_send(conn_t *c, wb_event_t *ev)
+{
+    int op = (ev->flags & WB_TCP_BLOB_BINARY) ? WB_WS_BINARY : WB_WS_TEXT;
+    int rc = wb_ws_send(c->ws, op, ev->data, ev->len);
+    wb_event_free(ev);
+    if (rc == WB_ECLOSED) {
+        /* The close handshake has begun: as if sent to a closed id. */
+        wb_rt_count_drop(c->o.s->rt, WB_LANE_NET);
+        return 0;
+    }
+    if (rc != 0) {
+        conn_end(c, rc, "out of memory");
+        return -1;
+    }
+    return ws_out(c, 0);
+}
+
+/* open_cb, inside wb_ws_feed: the upgrade is done. */
+static void ws_on_open(wb_ws_conn_t *w, void *user)
+{
+    conn_t *c = user;
+    (void)w;
+    if (c->state != C_OPEN)
+        return;
+    c->ws_open = 1;
+    if (c->timer_live)
+        uv_timer_stop(&c->timer);
+    conn_announce(c);
+}
+
+/* message_cb, inside wb_ws_feed, which cannot be paused: a message the
+ * owner's inbox refuses is held, and so is every one after it. */
+static void ws_on_message(wb_ws_conn_t *w, void *user, int opcode, const uint8_t *data, size_t len)
+{
+    conn_t *c = user;
+    (void)w;
+    if (c->state != C_OPEN || c->ws_nomem)
+        return;
+    wb_event_t *ev = wb_event_new_copy(WB_EV_TCP_BLOB, data, len);
+    if (ev == NULL) {
+        c->ws_nomem = 1;
+        return;
+    }
+    if (opcode == WB_WS_BINARY)
+        ev->flags |= WB_TCP_BLOB_BINARY;
+    if (c->held_head == NULL) {
+        int rc = deliver(c, ev);
+        if (rc == 0)
+            return;
+        if (rc != WB_EAGAIN) {
+            wb_event_free(ev);
+            if (rc != WB_ECLOSED)
+                c->ws_nomem = 1; /* refused, and no resume will come */
+            return;
+        }
+    }
+    chain_push(&c->held_head, &c->held_tail, ev);
+}
+
+/* Why the WebSocket ended, from its state: the CLOSED status and text. */
+static int ws_reason(conn_t *c, char *r, size_t n)
+{
+    int rc = c->ws_rc, http = wb_ws_http_status(c->ws);
+    unsigned got = wb_ws_close_code(c->ws), sent = wb_ws_close_code_sent(c->ws);
+    if (rc == WB_ENOMEM) {
+        snprintf(r, n, "out of memory");
+        return WB_ENOMEM;
+    }
+    if (!c->ws_open && c->from_listener) { /* for the log only */
+        if (rc == WB_ETIMEDOUT)
+            snprintf(r, n, "websocket handshake not complete after %u ms", c->ws_timeout);
+        else
+            snprintf(r, n, "websocket handshake answered with HTTP %d", http);
+        return rc;
+    }
+    if (!c->ws_open) {
+        if (rc == WB_ETIMEDOUT) {
+            snprintf(r, n, "websocket upgrade: no answer within %u ms", c->ws_timeout);
+            return WB_ETIMEDOUT;
+        }
+        if (http != 0 && http != 101)
+            snprintf(r, n, "websocket upgrade refused: HTTP %d", http);
+        else if (rc == WB_ETOOBIG)
+            snprintf(r, n, "websocket upgrade failed: response head too large");
+        else
+            snprintf(r, n, "websocket upgrade failed: bad response (HTTP %d)", http);
+        return WB_EPROTO;
+    }
+    if (got != 0) {
+        /* The peer's close came first (ours would have ended it at once):
+         * feed's code is then only that of the echo. */
+        snprintf(r, n, "peer closed (code %u)", got);
+        return WB_ECLOSED;
+    }
+    if (rc == WB_ETOOBIG) {
+        snprintf(r, n, "websocket: message too big (close %u)", sent ? sent : 1009u);
+        return WB_ETOOBIG;
+    }
+    if (rc == 0) {
+        snprintf(r, n, "websocket closed");
+        return WB_ECLOSED;
+    }
+    if (sent == WB_WS_CLOSE_BAD_DATA)
+        snprintf(r, n, "websocket: text is not UTF-8 (close %u)", sent);
+    else if (sent != 0)
+        snprintf(r, n, "websocket: protocol error (close %u)", sent);
+    else
+        snprintf(r, n, "websocket: protocol error");
+    return WB_EPROTO;
+}
+
+/* The WebSocket is done (closed, failed, timed out): once the blobs held for
+ * the owner are delivered, tell it why (if it knows the connection) and
+ * close the TCP connection after what is queued (the close frame, the HTTP
+ * answer). */
+static void ws_done(conn_t *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)c->tcp);
+        c->reading = 0;
+    }
+    if (c->held_head != NULL)
+        return; /* conn_resume comes back */
+    char reason[REASON_MAX];
+    int status = ws_reason(c, reason, sizeof(reason));
+    if (c->ws_open && (status == WB_EPROTO || status == WB_ETOOBIG))
+        wb_info(MOD, "connection %" PRIu64 ": %s; closing it", c->o.id, reason);
+    conn_finish(c, status, reason);
+}
+
+/* After the WebSocket ran (a read fed, the handshake timer): write what it
+ * produced, frame what waited for the upgrade, end when it is done, and stop
+ * reading while blobs are held. rc: what it returned. */
+static void ws_after(conn_t *c, int rc)
+{
+    if (c->state != C_OPEN || ws_out(c, 0) != 0)
+        return;
+    if (c->ws_nomem) {
+        conn_end(c, WB_ENOMEM, "cannot deliver a received message");
+        return;
+    }
+    while (c->ws_open && c->pq_head != NULL) {
+        wb_event_t *ev = c->pq_head;
+        c->pq_head = atomic_load_explicit(&ev->next, memory_order_relaxed);
+        if (c->pq_head == NULL)
+            c->pq_tail = NULL;
+        c->queued -= ws_frame_len(c, ev->len);
+        if (ws_send(c, ev) != 0)
+            return;
+    }
+    if (wb_ws_state(c->ws) == WB_WS_DONE) {
+        c->ws_rc = rc;
+        c->ws_ending = 1;
+        ws_done(c);
+        return;
+    }
+    if (c->held_head != NULL && c->reading) {
+        uv_read_stop((uv_stream_t *)c->tcp);
+        c->reading = 0;
+    }
+}
+
+/* ---- connections: closing --------------------------------------------------- */
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -1098,17 +1586,19 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     }
 }
 
-/* wb_tcp_close on a connection: CLOSED now; flush, FIN, wait for the peer to
- * finish (at most linger_ms), close. */
-static void conn_close_owner(conn_t *c)
+/* End the connection from this side: CLOSED now (if the owner knows the
+ * connection); then flush what is queued, FIN, wait for the peer to finish
+ * (at most linger_ms), close. */
+static void conn_finish(conn_t *c, int status, const char *reason)
 {
     if (c->state == C_LINGER || c->state == C_DEAD)
         return;
-    int was_open = c->state == C_OPEN;
-    if (was_open || !c->from_dialer)
-        post(&c->o, WB_EV_TCP_CLOSED, 0, c->cookie, "closed by owner");
-    notify_dialer(c, was_open, 0, "closed by owner");
-    if (!was_open) {
+    int was_open = conn_known(c);
+    wb_debug(MOD, "connection %" PRIu64 " closing: %s", c->o.id, reason);
+    if (conn_owes_closed(c, was_open))
+        post(&c->o, WB_EV_TCP_CLOSED, status, c->cookie, reason);
+    notify_dialer(c, was_open, status, reason);
+    if (c->state != C_OPEN) {
         conn_detach(c, 0);
         c->state = C_DEAD;
         conn_close_handles(c);
@@ -1128,6 +1618,17 @@ static void conn_close_owner(conn_t *c)
         return;
     }
     uv_timer_start(&c->timer, on_conn_timer, c->o.opts.linger_ms, 0);
+}
+
+/* wb_tcp_close on a connection; an open WebSocket says goodbye with 1000. */
+static void conn_close_owner(conn_t *c)
+{
+    if (c->state == C_LINGER || c->state == C_DEAD)
+        return;
+    if (c->ws != NULL && c->ws_open && !c->ws_ending &&
+        wb_ws_close(c->ws, WB_WS_CLOSE_NORMAL, NULL) == 0 && ws_out(c, 1) != 0)
+        return;
+    conn_finish(c, 0, "closed by owner");
 }
 
 /* ---- listeners -------------------------------------------------------------- */
@@ -1182,10 +1683,28 @@ static void on_connection(uv_stream_t *server, int status)
         why = "the listener's";
         limit = l->o.opts.max_connections;
     }
+    uint8_t ip[16];
+    int fam = 0;
+    if (why == NULL && l->o.opts.max_per_ip > 0) {
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) == 0)
+            fam = ip_key((struct sockaddr *)&ss, ip);
+        if (fam != 0 && ip_count(s, l->o.id, fam, ip) >= l->o.opts.max_per_ip) {
+            char peer[ADDR_MAX];
+            addr_text((struct sockaddr *)&ss, peer, sizeof(peer));
+            wb_info(MOD,
+                    "listener %" PRIu64
+                    ": refused a connection from %s: %u alive from that address (max_per_ip)",
+                    l->o.id, peer, l->o.opts.max_per_ip);
+            uv_close((uv_handle_t *)t, free_handle_cb);
+            return;
+        }
+    }
     conn_t *c = NULL;
     if (why == NULL) {
         c = conn_new(s, new_id(), l->o.owner_lane, l->o.owner, &l->o.opts, l->o.host, l->o.port,
-                     l->o.id);
+                     l->o.id, 1);
         if (c == NULL)
             why = "no memory for";
     }
@@ -1197,6 +1716,10 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->from_listener = 1;
     l->nconns++;
+    if (fam != 0 && ip_add(s, l->o.id, fam, ip) == 0) {
+        c->ip_fam = (uint8_t)fam;
+        memcpy(c->ip, ip, sizeof(c->ip));
+    }
     t->data = c;
     c->tcp = t;
     c->o.pending++;
@@ -1247,6 +1770,7 @@ static void listener_new(sockets_t *s, const cmd_t *cmd)
         }
     }
     if (l == NULL) {
+        free((void *)cmd->opts.ws);
         post_to(s, cmd->owner_lane, cmd->owner, cmd->id, WB_EV_TCP_LISTENING, WB_ENOMEM, 0,
                 "out of memory");
         return;
@@ -1362,6 +1886,7 @@ static void dialer_new(sockets_t *s, const cmd_t *cmd)
         }
     }
     if (d == NULL) {
+        free((void *)cmd->opts.ws);
         post_to(s, cmd->owner_lane, cmd->owner, cmd->id, WB_EV_TCP_CLOSED, WB_ENOMEM, 0,
                 "out of memory");
         return;
@@ -1401,6 +1926,7 @@ static void on_cmd(sockets_t *s, const cmd_t *cmd)
         break;
     case CMD_DIAL:
         dial_start(s, cmd->id, cmd->owner_lane, cmd->owner, &cmd->opts, cmd->host, cmd->port, 0, 0);
+        free((void *)cmd->opts.ws); /* the connection has copied it */
         break;
     case CMD_DIALER:
         dialer_new(s, cmd);
@@ -1450,6 +1976,7 @@ static void on_event(wb_rt_t *rt, void *ctx, wb_event_t *ev)
         if (ev->dst == 0 && ev->len == sizeof(cmd_t)) {
             cmd_t cmd;
             memcpy(&cmd, ev->data, sizeof(cmd));
+            ((cmd_t *)ev->data)->opts.ws = NULL; /* on_cmd owns it now */
             wb_event_free(ev);
             cmd.host[WB_TCP_HOST_MAX] = '\0';
             on_cmd(s, &cmd);
@@ -1660,12 +2187,22 @@ static int opts_resolve(const wb_tcp_opts_t *in, wb_tcp_opts_t *out)
 #undef DEF
     if (out->max_message > WB_TCP_MAX_MESSAGE_LIMIT || out->write_high > SIZE_MAX / 4)
         return WB_EINVAL;
+    size_t hdr = WB_FRAME_HEADER;
+    if (out->ws != NULL) {
+        const wb_ws_opts_t *w = out->ws;
+        if (w->path == NULL || w->path[0] != '/' || strlen(w->path) > 200 ||
+            w->max_message > WB_TCP_MAX_MESSAGE_LIMIT ||
+            (w->host != NULL && (w->host[0] == '\0' || strlen(w->host) > WB_TCP_HOST_MAX)))
+            return WB_EINVAL;
+        out->raw = 1;
+        hdr = WS_HEADER_MAX;
+    }
     if (out->write_hard_cap == 0) {
-        size_t need = 2 * out->write_high + WB_FRAME_HEADER + out->max_message;
+        size_t need = 2 * out->write_high + hdr + out->max_message;
         out->write_hard_cap = need > (8u << 20) ? need : (8u << 20);
     }
     if (out->write_low > out->write_high || out->write_hard_cap <= out->write_high ||
-        out->write_hard_cap < WB_FRAME_HEADER + (size_t)out->max_message ||
+        out->write_hard_cap < hdr + (size_t)out->max_message ||
         out->reconnect_min_ms > out->reconnect_max_ms || out->backlog > INT32_MAX)
         return WB_EINVAL;
     return 0;
@@ -1687,9 +2224,65 @@ static int cmd_host(cmd_t *cmd, const char *host)
     return 0;
 }
 
+/* Copy ws, strings included, into one heap block (freed with free()), with
+ * its defaults filled in. NULL when out of memory. */
+static wb_ws_opts_t *ws_opts_copy(const wb_ws_opts_t *in)
+{
+    wb_ws_opts_t d;
+    wb_ws_opts_init(&d);
+    size_t lp = strlen(in->path) + 1, lh = in->host != NULL ? strlen(in->host) + 1 : 0;
+    size_t lg = strlen(in->page != NULL ? in->page : "") + 1;
+    wb_ws_opts_t *o = malloc(sizeof(*o) + lp + lh + lg);
+    if (o == NULL)
+        return NULL;
+    *o = *in;
+    char *p = (char *)(o + 1);
+    memcpy(p, in->path, lp);
+    o->path = p;
+    p += lp;
+    if (in->host != NULL) {
+        memcpy(p, in->host, lh);
+        o->host = p;
+        p += lh;
+    }
+    memcpy(p, in->page != NULL ? in->page : "", lg);
+    o->page = p;
+    if (o->max_message == 0)
+        o->max_message = d.max_message;
+    if (o->max_header == 0)
+        o->max_header = d.max_header;
+    if (o->handshake_timeout_ms == 0)
+        o->handshake_timeout_ms = d.handshake_timeout_ms;
+    return o;
+}
+
+/* The free_cb of a command that carries a ws block: whoever has not taken
+ * the block frees it with the command. */
+static void cmd_free(void *data, size_t len)
+{
+    cmd_t *cmd = data;
+    (void)len;
+    free((void *)cmd->opts.ws);
+    free(cmd);
+}
+
+/* Post a request to the lane. cmd->opts.ws (if any) goes with it, posted
+ * or not: it is freed on failure. */
 static int post_cmd(wb_rt_t *rt, const cmd_t *cmd)
 {
-    wb_event_t *ev = wb_event_new_copy(WB__EV_TCP_CMD, cmd, sizeof(*cmd));
+    wb_event_t *ev;
+    if (cmd->opts.ws == NULL) {
+        ev = wb_event_new_copy(WB__EV_TCP_CMD, cmd, sizeof(*cmd));
+    } else {
+        cmd_t *copy = malloc(sizeof(*copy));
+        if (copy != NULL)
+            *copy = *cmd;
+        ev = copy != NULL ? wb_event_new_ext(WB__EV_TCP_CMD, copy, sizeof(*copy), cmd_free) : NULL;
+        if (ev == NULL) {
+            free(copy);
+            free((void *)cmd->opts.ws);
+        }
+    }
     if (ev == NULL)
         return WB_ENOMEM;
     ev->flags |= WB_EVF_CONTROL;
@@ -1712,6 +2305,8 @@ static int open_cmd(wb_rt_t *rt, int op, wb_lane_t owner_lane, uint64_t owner, c
         rc = opts_resolve(opts, &cmd.opts);
     if (rc != 0)
         return rc;
+    if (cmd.opts.ws != NULL && (cmd.opts.ws = ws_opts_copy(cmd.opts.ws)) == NULL)
+        return WB_ENOMEM;
     cmd.op = (uint8_t)op;
     cmd.owner_lane = (uint8_t)owner_lane;
     cmd.owner = owner;

@@ -48,13 +48,18 @@
  *
  * CLOSED reasons (status, example text):
  *   0            "closed by owner", "listener closed", "dialer closed"
- *   WB_ECLOSED   "peer closed"
- *   WB_EPROTO    "peer closed in the middle of a message (10 of 100 bytes)"
+ *   WB_ECLOSED   "peer closed"; WebSocket: "peer closed (code 1000)"
+ *   WB_EPROTO    "peer closed in the middle of a message (10 of 100 bytes)";
+ *                WebSocket: "websocket upgrade refused: HTTP 404",
+ *                "websocket: protocol error (close 1002)", "websocket: text
+ *                is not UTF-8 (close 1007)"
  *   WB_ETOOBIG   "message of 5000000 bytes exceeds maximum 1048576" (received
  *                or sent), "write queue overflow: 8388612 bytes queued, cap
- *                8388608"
+ *                8388608"; WebSocket: "websocket: message too big (close
+ *                1009)"
  *   WB_EIO       "connection reset", "connect 127.0.0.1:9: connection refused"
- *   WB_ETIMEDOUT "connect 10.0.0.1:9: timed out after 10000 ms"
+ *   WB_ETIMEDOUT "connect 10.0.0.1:9: timed out after 10000 ms", "websocket
+ *                upgrade: no answer within 10000 ms"
  *   WB_EBUSY     "too many connections (limit 16384)"
  *   WB_ENOENT    "resolve no.such.host: unknown node or service" (WB_EIO when
  *                the resolver itself failed)
@@ -117,6 +122,47 @@
  * they are (still at most max_message per send). Everything else (pause,
  * backpressure, closing) is the same.
  *
+ * WebSocket streams (opts.ws, RFC 6455 through sockets/websocket.h). The
+ * connections of a listener (server role) or dial/dialer (client role) speak
+ * WebSocket, and the owner sees whole messages exactly as it sees framed
+ * blobs: the handshake, framing, masking, fragment reassembly, ping/pong and
+ * the close handshake all run here, on the network lane. raw is implied.
+ *   Server. An accepted connection first completes the opening handshake
+ *   here: `GET /` is answered with ws->page, other paths with 404, bad
+ *   upgrades with 400 (426, 405, 431: see websocket.h), and the connection
+ *   is closed, all without the owner hearing of it (no OPENED, no CLOSED);
+ *   so is one whose handshake is not complete after ws->handshake_timeout_ms.
+ *   OPENED (payload: the peer's address) comes only with the upgrade.
+ *   Client. After the TCP connect the upgrade request is written; OPENED
+ *   comes when the 101 has been checked (within handshake_timeout_ms of the
+ *   connect). A refused or failed upgrade ends the dial with CLOSED
+ *   WB_EPROTO "websocket upgrade refused: HTTP 404" (WB_ETIMEDOUT when the
+ *   answer does not come); for a dialer that is a failed attempt (RETRY).
+ *   The Host header is ws->host, or the dialed host when that is NULL.
+ *   Messages. Each BLOB is one whole message (at most ws->max_message);
+ *   WB_TCP_BLOB_BINARY in ev->flags marks a binary one, text has it clear.
+ *   wb_tcp_send sends the payload as one unfragmented message: binary if the
+ *   blob's flags have WB_TCP_BLOB_BINARY, else text (the caller sees that
+ *   it is UTF-8). Queued bytes count the frames. Messages sent before OPENED
+ *   wait, as for any dial, and are framed when the upgrade is done.
+ *   Closing. wb_tcp_close: CLOSED(0) at once, then a close frame 1000 after
+ *   what is queued, FIN and the linger as above. The peer's close frame is
+ *   echoed and ends the connection: CLOSED WB_ECLOSED "peer closed (code
+ *   1000)" (the code it sent); a peer that just drops TCP gives "peer
+ *   closed". A protocol error closes with the close frame websocket.h
+ *   produces and CLOSED WB_EPROTO (1002, 1007: text that is not UTF-8) or
+ *   WB_ETOOBIG (1009: a message above ws->max_message), e.g. "websocket:
+ *   message too big (close 1009)"; one info log line each.
+ *   Inbox refusal. A read is fed whole to the WebSocket parser, which may
+ *   yield several messages: those the owner's inbox refuses are kept in
+ *   order, reading stops after that read, and on WB_EV_RESUME they are
+ *   delivered before reading resumes (a CLOSED that came with them waits
+ *   behind them). So the messages held per connection are at most those of
+ *   one read buffer, and after wb_tcp_pause at most those still arrive.
+ *   Memory. An idle WebSocket connection costs about as much as a plain one:
+ *   the handshake's state and wslay's buffers exist only while in use
+ *   (websocket.h, "Memory"); docs/sockets.md has the measured figure.
+ *
  * Every connection has TCP_NODELAY set.
  */
 #ifndef WB_TCP_H
@@ -127,6 +173,7 @@
 
 #include "runtime/event.h"
 #include "runtime/rt.h"
+#include "sockets/websocket.h"
 
 /* Event types: 512-767 belong to sockets/. */
 enum {
@@ -142,6 +189,11 @@ enum {
     WB__EV_TCP_CMD,
     WB__EV_TCP_SEND,
 };
+
+/* In a WB_EV_TCP_BLOB's flags: a binary WebSocket message (opts.ws); on a
+ * blob given to wb_tcp_send: send it as binary. One of the bits event.h
+ * leaves to services. */
+#define WB_TCP_BLOB_BINARY (1u << 4)
 
 /* Largest max_message accepted (a payload must fit one event). */
 #define WB_TCP_MAX_MESSAGE_LIMIT WB_EVENT_MAX_LEN
@@ -168,6 +220,11 @@ typedef struct {
     uint32_t reconnect_reset_ms; /* dialer: a connection this old resets the delay (10000) */
     uint32_t linger_ms;          /* wb_tcp_close: time allowed to flush and finish (5000) */
     uint32_t raw;                /* nonzero: no framing (see "Raw streams") (0) */
+    uint32_t max_per_ip;         /* listener: accepted connections alive at once from one
+                                    peer address (0: no limit) */
+    /* Non-NULL: the connections speak WebSocket (see "WebSocket streams").
+     * Copied, strings included, by the call it is given to. */
+    const wb_ws_opts_t *ws;
 } wb_tcp_opts_t;
 
 void wb_sockets_config_init(wb_sockets_config_t *cfg);
@@ -182,8 +239,10 @@ int wb_sockets_attach(wb_rt_t *rt, const wb_sockets_config_t *cfg);
  * is used; port 0 picks a free port). Events go to (owner_lane, owner): a
  * LISTENING, then an OPENED per accepted connection. opts may be NULL; they
  * also apply to the accepted connections. Beyond opts->max_connections (or
- * the lane's limit) new connections are accepted and closed at once.
- * Returns 0 with *listener_id set, WB_EINVAL, WB_ENOMEM or WB_ECLOSED. */
+ * the lane's limit, or opts->max_per_ip from one address: logged at info
+ * with the address) new connections are accepted and closed at once.
+ * opts->ws (if any) is copied before this returns. Returns 0 with
+ * *listener_id set, WB_EINVAL, WB_ENOMEM or WB_ECLOSED. */
 int wb_tcp_listen(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, const char *host,
                   uint16_t port, const wb_tcp_opts_t *opts, uint64_t *listener_id);
 

@@ -400,8 +400,12 @@ static void track(track_t *t, const uint8_t *p, size_t n)
         n--;
         if (t->have == 2) {
             uint8_t l7 = t->hdr[1] & 0x7f;
-            t->need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) +
-                                ((t->hdr[1] & 0x80) ? 4 : 0));
+            uint8_t ext = 0;
+            if (l7 == 126)
+                ext = 2;
+            else if (l7 == 127)
+                ext = 8;
+            t->need = (uint8_t)(2 + ext + ((t->hdr[1] & 0x80) ? 4 : 0));
         }
         if (t->have < 2 || t->have < t->need)
             continue;
