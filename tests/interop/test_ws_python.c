@@ -14,6 +14,11 @@
  * And our client (sockets/websocket.h on a raw dial) against
  * python3-websockets' server: text and a 1 MiB binary message echoed, then
  * the close handshake with 1000.
+ *
+ * And the same client script against a listener in WebSocket mode
+ * (wb_tcp_opts_t.ws: the handshake, frames and closes run on the network
+ * lane), whose actor only sees whole messages and echoes them back with
+ * their kind (WB_TCP_BLOB_BINARY) kept.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -176,12 +181,32 @@ static const char SCRIPT[] =
     "assert 0.5 < time.monotonic() - t < 8, time.monotonic() - t\n"
     "print('python websockets client: ok')\n";
 
-static void test_python_client(void **st)
+static void require_python(void)
 {
     if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import websockets' 2>/dev/null") != 0) {
         fprintf(stderr, "python3-websockets not installed (scripts/deps.sh installs it)\n");
         fail();
     }
+}
+
+/* Run SCRIPT against port; its exit status. */
+static int run_script(int port)
+{
+    char script[] = "/tmp/wb_ws_python_XXXXXX";
+    int fd = mkstemp(script);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, SCRIPT, sizeof(SCRIPT) - 1), (ssize_t)(sizeof(SCRIPT) - 1));
+    close(fd);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "timeout 60 " PYTHON " %s %d", script, port);
+    int rc = system(cmd);
+    unlink(script);
+    return rc;
+}
+
+static void test_python_client(void **st)
+{
+    require_python();
     srv_t s;
     memset(&s, 0, sizeof(s));
     wb_rt_config_t cfg;
@@ -199,19 +224,87 @@ static void test_python_client(void **st)
     for (int i = 0; i < 1000 && s.port == 0; i++)
         usleep(10000);
     assert_true(s.port > 0);
-    char script[] = "/tmp/wb_ws_python_XXXXXX";
-    int fd = mkstemp(script);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, SCRIPT, sizeof(SCRIPT) - 1), (ssize_t)(sizeof(SCRIPT) - 1));
-    close(fd);
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "timeout 60 " PYTHON " %s %d", script, (int)s.port);
-    int rc = system(cmd);
-    unlink(script);
+    int rc = run_script(s.port);
     wb_rt_stop(s.rt);
     wb_rt_free(s.rt);
     assert_true(WIFEXITED(rc));
     assert_int_equal(WEXITSTATUS(rc), 0);
+}
+
+/* ---- the same client against a listener in WebSocket mode ---- */
+
+typedef struct {
+    wb_rt_t *rt;
+    _Atomic int port;
+    _Atomic int opened, closed, bad; /* OPENED and CLOSED seen; events that should not come */
+} lane_srv_t;
+
+static void lane_handle(wb_actor_t *self, wb_event_t *ev)
+{
+    lane_srv_t *s = wb_actor_state(self);
+    switch (ev->type) {
+    case WB_EV_TCP_LISTENING:
+        s->port = ev->status == 0 ? (int)ev->cookie : -1;
+        break;
+    case WB_EV_TCP_OPENED:
+        s->opened++;
+        break;
+    case WB_EV_TCP_CLOSED:
+        s->closed++;
+        break;
+    case WB_EV_TCP_BLOB: {
+        /* Echo: the same event, WB_TCP_BLOB_BINARY and all. */
+        uint64_t conn = ev->src;
+        wb_event_route(ev, WB_LANE_ACTOR, wb_actor_id(self), WB_LANE_NET, conn);
+        if (wb_tcp_send(s->rt, conn, ev) == 0)
+            return;
+        s->bad++;
+        break;
+    }
+    default:
+        break;
+    }
+    wb_event_free(ev);
+}
+
+static const wb_actor_def_t lane_def = {"ws-lane-server", lane_handle, NULL};
+
+static void test_python_client_lane(void **st)
+{
+    require_python();
+    lane_srv_t s;
+    memset(&s, 0, sizeof(s));
+    wb_rt_config_t cfg;
+    wb_rt_config_init(&cfg);
+    assert_int_equal(wb_rt_new(&s.rt, &cfg), 0);
+    assert_int_equal(wb_sockets_attach(s.rt, NULL), 0);
+    assert_int_equal(wb_rt_start(s.rt), 0);
+    uint64_t aid, lid;
+    assert_int_equal(wb_actor_spawn(s.rt, NULL, &lane_def, &s, &aid), 0);
+    wb_ws_opts_t o;
+    wb_ws_opts_init(&o);
+    o.max_message = 2u << 20;
+    o.handshake_timeout_ms = 1000;
+    wb_tcp_opts_t to;
+    wb_tcp_opts_init(&to);
+    to.max_message = 4u << 20;
+    to.ws = &o;
+    assert_int_equal(wb_tcp_listen(s.rt, WB_LANE_ACTOR, aid, "127.0.0.1", 0, &to, &lid), 0);
+    for (int i = 0; i < 1000 && s.port == 0; i++)
+        usleep(10000);
+    assert_true(s.port > 0);
+    int rc = run_script(s.port);
+    /* The script's two upgraded connections were the only ones the actor
+     * heard of (GET /, the 404s and the slow request never reach it). */
+    for (int i = 0; i < 500 && s.closed < 2; i++)
+        usleep(10000);
+    wb_rt_stop(s.rt);
+    wb_rt_free(s.rt);
+    assert_true(WIFEXITED(rc));
+    assert_int_equal(WEXITSTATUS(rc), 0);
+    assert_int_equal(s.opened, 2);
+    assert_int_equal(s.closed, 2);
+    assert_int_equal(s.bad, 0);
 }
 
 /* ---- our client against python3-websockets' server ---- */
@@ -388,6 +481,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_python_client),
         cmocka_unit_test(test_python_server),
+        cmocka_unit_test(test_python_client_lane),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
