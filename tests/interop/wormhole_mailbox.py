@@ -834,7 +834,7 @@ def main():
     global VERBOSE
     names = [n for n, _ in scenarios()]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--server", required=True,
+    ap.add_argument("--server",
                     help="'python' or 'waybill:/path/to/waybill'")
     ap.add_argument("--only", action="append", default=[], metavar="NAME",
                     help="run only this scenario (repeatable): " + ", ".join(names))
@@ -845,6 +845,8 @@ def main():
     if args.list:
         print("\n".join(names))
         return 0
+    if args.server is None:
+        ap.error("--server is required")
     if args.server != "python" and not args.server.startswith("waybill:"):
         ap.error("--server must be 'python' or 'waybill:/path/to/waybill'")
     if args.server.startswith("waybill:"):
