@@ -1126,6 +1126,16 @@ void *mb_conn_user(const mb_conn_t *c)
     return c->user;
 }
 
+const char *mb_conn_appid(const mb_conn_t *c)
+{
+    return c->appid;
+}
+
+const char *mb_conn_side(const mb_conn_t *c)
+{
+    return c->bound ? c->side : NULL;
+}
+
 typedef void (*handler_t)(mb_conn_t *c, const wb_json_msg_t *m, double now);
 
 static const char *const types[] = {"list", "allocate", "claim", "release", "open", "add", "close"};

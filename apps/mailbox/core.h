@@ -94,6 +94,9 @@ void mb_conn_input(mb_conn_t *c, const uint8_t *data, size_t len, double now);
 void mb_conn_free(mb_conn_t *c);
 uint64_t mb_conn_id(const mb_conn_t *c);
 void *mb_conn_user(const mb_conn_t *c);
+/* What it bound to (NULL before bind), for logs. */
+const char *mb_conn_appid(const mb_conn_t *c);
+const char *mb_conn_side(const mb_conn_t *c);
 
 /* The periodic expiry check: mailboxes with a listener are refreshed, then
  * every mailbox idle past expiry_s is deleted with its nameplates (usage

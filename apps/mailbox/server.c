@@ -35,6 +35,7 @@ typedef struct {
     mb_conn_t *mb;
     uint64_t id;
     int paused; /* reading stopped while its write queue drains */
+    uint64_t opened_ms;
     char peer[64];
 } conn_t;
 
@@ -387,7 +388,8 @@ static void on_opened(srv_t *s, wb_event_t *ev)
         wb_tcp_close(s->rt, ev->src);
         return;
     }
-    wb_info(MOD, "connection %" PRIu64 " from %s", c->id, c->peer);
+    c->opened_ms = wb_rt_now_ms(s->rt);
+    wb_debug(MOD, "connection %" PRIu64 " from %s", c->id, c->peer);
 }
 
 static void on_closed(srv_t *s, wb_event_t *ev)
@@ -399,7 +401,11 @@ static void on_closed(srv_t *s, wb_event_t *ev)
     conn_t *c = wb_idmap_del(&s->conns, ev->src);
     if (c == NULL)
         return;
-    wb_info(MOD, "connection %" PRIu64 " from %s closed: %.*s", c->id, c->peer, (int)ev->len,
+    const char *app = mb_conn_appid(c->mb), *side = mb_conn_side(c->mb);
+    wb_info(MOD, "connection %" PRIu64 " from %s, %s%s%s%s, %.1f s: %.*s", c->id, c->peer,
+            app != NULL ? "app " : "never bound", app != NULL ? app : "",
+            side != NULL ? " side " : "", side != NULL ? side : "",
+            (double)(wb_rt_now_ms(s->rt) - c->opened_ms) / 1000.0, (int)ev->len,
             (const char *)ev->data);
     mb_conn_free(c->mb);
     free(c);
