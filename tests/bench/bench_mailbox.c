@@ -50,7 +50,16 @@
  * The load generator is one actor handling every connection: WebSocket
  * framing by sockets/websocket.h on raw TCP dials, requests written into a
  * stack buffer, replies scanned in place (no allocation per message beyond
- * the runtime's events and wslay's queue).
+ * the runtime's events and wslay's queue). Even so it is not free: on
+ * loopback the sender's write also runs the receiver's TCP input, and a
+ * client costs about 0.3 ms of cpu per exchange here, most of it in the
+ * kernel. Client and server share the machine's cpus, so the peak windows
+ * print how busy the server, the load generator and the machine were, and
+ * say when the machine, not the server, was the limit.
+ *
+ * Environment: WB_BENCH_WAYBILL=PATH measures another waybill binary;
+ * WB_BENCH_MAILBOX_ONLY=waybill|python runs one server alone;
+ * WB_BENCH_NO_NETNS=1 stays in the host's network namespace.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
