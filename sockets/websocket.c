@@ -190,7 +190,8 @@ static int out_put(wb_ws_conn_t *c, const void *p, size_t n)
 
 size_t wb_ws_output(wb_ws_conn_t *c, const uint8_t **p)
 {
-    *p = c->out;
+    static const uint8_t none[1];
+    *p = c->out != NULL ? c->out : none; /* never NULL, even with no buffer */
     return c->out_len;
 }
 

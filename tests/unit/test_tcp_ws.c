@@ -1267,7 +1267,8 @@ static void sink_msg(wb_ws_conn_t *c, void *u, int op, const uint8_t *d, size_t 
     sink_t *s = u;
     if (s->n < 64) {
         s->got[s->n].data = malloc(n + 1);
-        memcpy(s->got[s->n].data, d, n);
+        if (n > 0)
+            memcpy(s->got[s->n].data, d, n);
         s->got[s->n].len = n;
         s->got[s->n].op = op;
         s->n++;
