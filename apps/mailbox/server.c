@@ -6,10 +6,13 @@
  * WB_EV_RESUME comes; while the outbox is not empty every new send joins it,
  * so nothing overtakes anything.
  *
- * Durability: each database request gets the next sequence number as its
- * cookie; results come back in request order. A message for a connection
- * made while requests are outstanding waits in the held queue, tagged with
- * the last sequence number issued, until the result of that request is in.
+ * Durability: the database requests made while handling one event (a turn)
+ * go out in order, all but the last quiet; the last carries the next
+ * sequence number and is answered. Results come back in request order. The
+ * messages for connections made in that turn wait for the turn's end; if
+ * requests are then outstanding they wait in the held queue, tagged with the
+ * last sequence number issued, until that result is in. So a connection gets
+ * a command's ack and answer in one write, after the change is committed.
  */
 #include "apps/mailbox/server.h"
 
@@ -30,6 +33,9 @@
 
 #define MOD         "mailbox"
 #define LOAD_COOKIE (1ull << 62) /* | table: a load page's result */
+/* In the queues below, not sent: "close this connection (code in status,
+ * reason as payload)" in its place among the messages. */
+#define EV_CLOSE_MARK (WB_EV_USER + 1)
 
 typedef struct {
     mb_conn_t *mb;
@@ -51,6 +57,7 @@ typedef struct {
     wb_event_t *held_head, *held_tail; /* replies waiting for a commit; seq in cookie */
     uint64_t seq_issued, seq_done;
     wb_event_t *last_req; /* this turn's latest database request, not yet sent */
+    wb_event_t *turn_head, *turn_tail; /* this turn's messages for connections */
     uint64_t db_errors;
 
     int loading; /* table being loaded + 1, 0 when done */
@@ -94,6 +101,11 @@ static wb_event_t *chain_pop(wb_event_t **head, wb_event_t **tail)
 /* Try one send; WB_EAGAIN leaves ev with the caller. */
 static int try_send(srv_t *s, wb_event_t *ev)
 {
+    if (ev->type == EV_CLOSE_MARK) {
+        wb_tcp_close(s->rt, ev->dst); /* CLOSE-CODE-PENDING */
+        wb_event_free(ev);
+        return 0;
+    }
     int rc = ev->dst_lane == WB_LANE_NET ? wb_tcp_send(s->rt, ev->dst, ev) : wb_rt_send(s->rt, ev);
     if (rc == WB_EAGAIN)
         return rc;
@@ -127,6 +139,9 @@ static void out_resume(srv_t *s)
     }
 }
 
+/* Messages made during one turn (one event handled) wait for its end: if the
+ * turn changed anything, all of them — the ack included — wait for the
+ * commit and leave together (one write per connection, not two). */
 static void io_send(void *ctx, mb_conn_t *c, const char *json, size_t len)
 {
     srv_t *s = ctx;
@@ -136,23 +151,21 @@ static void io_send(void *ctx, mb_conn_t *c, const char *json, size_t len)
         return;
     }
     wb_event_route(ev, WB_LANE_ACTOR, s->self, WB_LANE_NET, mb_conn_id(c));
-    /* The request made in this turn, if any, is sent (answered) at the end
-     * of the turn with the next sequence number. */
-    uint64_t after = s->seq_issued + (s->last_req != NULL);
-    if (s->seq_done < after || s->held_head != NULL) {
-        ev->cookie = after;
-        chain_push(&s->held_head, &s->held_tail, ev);
-        return;
-    }
-    out(s, ev);
+    chain_push(&s->turn_head, &s->turn_tail, ev);
 }
 
 static void io_close(void *ctx, mb_conn_t *c, int code, const char *reason)
 {
     srv_t *s = ctx;
-    /* What was sent to it goes first (sockets/ flushes before the close frame). */
-    (void)code, (void)reason;
-    wb_tcp_close(s->rt, mb_conn_id(c));
+    /* In line with the messages for it, so that they go out first. */
+    wb_event_t *ev = wb_event_new_copy(EV_CLOSE_MARK, reason, strlen(reason));
+    if (ev == NULL) {
+        wb_tcp_close(s->rt, mb_conn_id(c));
+        return;
+    }
+    wb_event_route(ev, WB_LANE_ACTOR, s->self, WB_LANE_NET, mb_conn_id(c));
+    ev->status = code;
+    chain_push(&s->turn_head, &s->turn_tail, ev);
 }
 
 /* The requests of one turn (one event handled) go out in order; all but
@@ -173,11 +186,28 @@ static void io_persist(void *ctx, wb_event_t *req)
 
 static void end_turn(srv_t *s)
 {
-    if (s->last_req == NULL)
+    if (s->last_req != NULL) {
+        s->last_req->cookie = ++s->seq_issued;
+        out(s, s->last_req);
+        s->last_req = NULL;
+    }
+    if (s->turn_head == NULL)
         return;
-    s->last_req->cookie = ++s->seq_issued;
-    out(s, s->last_req);
-    s->last_req = NULL;
+    if (s->seq_done < s->seq_issued || s->held_head != NULL) {
+        for (wb_event_t *ev = s->turn_head; ev != NULL;
+             ev = atomic_load_explicit(&ev->next, memory_order_relaxed))
+            ev->cookie = s->seq_issued;
+        if (s->held_tail != NULL)
+            atomic_store_explicit(&s->held_tail->next, s->turn_head, memory_order_relaxed);
+        else
+            s->held_head = s->turn_head;
+        s->held_tail = s->turn_tail;
+    } else {
+        wb_event_t *ev;
+        while ((ev = chain_pop(&s->turn_head, &s->turn_tail)) != NULL)
+            out(s, ev);
+    }
+    s->turn_head = s->turn_tail = NULL;
 }
 
 /* Results are in up to seq_done: release what waited for them. */
@@ -499,6 +529,8 @@ static void fini(wb_actor_t *self)
     while ((ev = chain_pop(&s->held_head, &s->held_tail)) != NULL)
         wb_event_free(ev);
     wb_event_free(s->last_req);
+    while ((ev = chain_pop(&s->turn_head, &s->turn_tail)) != NULL)
+        wb_event_free(ev);
     mb_core_free(s->core);
     free(s);
 }
