@@ -31,15 +31,16 @@
  * (a partial frame, the rest after a refused blob) is copied out.
  *
  * WebSocket (opts.ws). Each connection runs a wb_ws_conn_t (websocket.h)
- * here: a whole read is fed to it, its output (the 101, pongs, close
+ * here: reads are fed to it WS_FEED_CHUNK bytes at a time, its output (the 101, pongs, close
  * frames) is copied into an event and queued like a message, and so is each
  * message the owner sends, framed by wb_ws_send as it arrives (or, before
  * the upgrade, kept unframed on a list of its own). The connection is C_OPEN
  * from the TCP connect on; ws_open says whether the owner has had OPENED.
  * Messages come out of wb_ws_feed's callback, where the feed cannot be
  * stopped: those the owner's inbox refuses are chained on held_head in
- * order, and when the WebSocket ended in the same read its CLOSED waits
- * (ws_ending) until they are delivered. The options are copied in the
+ * order, the rest of the read goes to the stash as for framed streams, and
+ * when the WebSocket ended in the same chunk its CLOSED waits (ws_ending)
+ * until they are delivered. The options are copied in the
  * calling thread into one block (ws_opts_copy) that the command event, then
  * the listener or dialer owns; connections copy what they need from it at
  * creation (wb_ws_new), so a listener may go before its connections.
@@ -70,7 +71,8 @@
 #define BATCH_MSGS 64 /* messages per uv_write */
 #define WR_CACHE   64 /* write requests kept for reuse */
 
-#define WS_HEADER_MAX 14 /* a WebSocket frame header with a mask key */
+#define WS_HEADER_MAX 14   /* a WebSocket frame header with a mask key */
+#define WS_FEED_CHUNK 4096 /* bytes given to wb_ws_feed at once: bounds what is held */
 
 #define DEF_MAX_CONNS   16384u
 #define DEF_READ_BUFFER 65536u
@@ -824,6 +826,7 @@ static int conn_read_start(conn_t *c)
 }
 
 static int conn_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash);
+static int ws_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash);
 
 /* Read on, unless a blob is held, the owner paused or the WebSocket has
  * ended: first what is stashed, then from the socket. */
@@ -832,7 +835,9 @@ static void conn_pump(conn_t *c)
     if (c->state != C_OPEN || c->held_head != NULL || c->paused || c->ws_ending)
         return;
     if (c->stash != NULL) {
-        if (conn_feed(c, c->stash + c->stash_off, c->stash_len - c->stash_off, 1) != 0)
+        const uint8_t *p = c->stash + c->stash_off;
+        size_t n = c->stash_len - c->stash_off;
+        if ((c->ws != NULL ? ws_feed(c, p, n, 1) : conn_feed(c, p, n, 1)) != 0)
             return;
         free(c->stash);
         c->stash = NULL;
@@ -1190,7 +1195,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (c->state != C_OPEN || nread == 0)
         return;
     if (nread > 0 && c->ws != NULL) {
-        ws_after(c, wb_ws_feed(c->ws, (const uint8_t *)buf->base, (size_t)nread));
+        ws_feed(c, (const uint8_t *)buf->base, (size_t)nread, 0);
         return;
     }
     if (nread > 0) {
@@ -1570,6 +1575,41 @@ static void ws_after(conn_t *c, int rc)
         uv_read_stop((uv_stream_t *)c->tcp);
         c->reading = 0;
     }
+}
+
+/* Feed p[0..n) to the WebSocket WS_FEED_CHUNK bytes at a time, so that once
+ * the owner's inbox refuses a message, at most the messages of that chunk
+ * are held (not those of a whole read buffer: a flood of tiny frames would
+ * make that thousands); the rest waits in the stash. Returns 0 when all was
+ * taken, 1 when stopped with the rest stashed, -1 when the connection ended
+ * or its WebSocket is done (what remains is of no use). */
+static int ws_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash)
+{
+    while (n > 0) {
+        size_t k = n < WS_FEED_CHUNK ? n : WS_FEED_CHUNK;
+        int rc = wb_ws_feed(c->ws, p, k);
+        p += k;
+        n -= k;
+        ws_after(c, rc);
+        if (c->state != C_OPEN || c->ws_ending)
+            return -1;
+        if (c->held_head == NULL)
+            continue;
+        if (from_stash) {
+            c->stash_off = (size_t)(p - c->stash);
+        } else if (n > 0) {
+            c->stash = malloc(n);
+            if (c->stash == NULL) {
+                conn_end(c, WB_ENOMEM, "out of memory");
+                return -1;
+            }
+            memcpy(c->stash, p, n);
+            c->stash_off = 0;
+            c->stash_len = n;
+        }
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- connections: closing --------------------------------------------------- */

@@ -153,12 +153,14 @@
  *   produces and CLOSED WB_EPROTO (1002, 1007: text that is not UTF-8) or
  *   WB_ETOOBIG (1009: a message above ws->max_message), e.g. "websocket:
  *   message too big (close 1009)"; one info log line each.
- *   Inbox refusal. A read is fed whole to the WebSocket parser, which may
- *   yield several messages: those the owner's inbox refuses are kept in
- *   order, reading stops after that read, and on WB_EV_RESUME they are
- *   delivered before reading resumes (a CLOSED that came with them waits
- *   behind them). So the messages held per connection are at most those of
- *   one read buffer, and after wb_tcp_pause at most those still arrive.
+ *   Inbox refusal. Reads are fed to the WebSocket parser 4 KiB at a time;
+ *   one such feed may yield several messages, and those the owner's inbox
+ *   refuses are kept in order. Feeding stops after that chunk (the rest of
+ *   the read is kept, reading stops) and on WB_EV_RESUME the kept messages
+ *   are delivered before feeding and reading go on; a CLOSED that came with
+ *   them waits behind them. So the messages held per connection are at most
+ *   those of 4 KiB of input (or one message of any size), and after
+ *   wb_tcp_pause at most those still arrive.
  *   Memory. An idle WebSocket connection costs about as much as a plain one:
  *   the handshake's state and wslay's buffers exist only while in use
  *   (websocket.h, "Memory"); docs/sockets.md has the measured figure.

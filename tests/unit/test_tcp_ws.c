@@ -7,7 +7,8 @@
  *   done; pause/resume;
  * - 20000 small messages through an owner whose inbox holds 16: the held
  *   chain and WB_EV_RESUME, in order, none lost, and a CLOSED that waits
- *   behind held messages;
+ *   behind held messages; 60000 one-byte frames flooded by a raw client
+ *   (chunked feeding, the stash);
  * - closes: by the owner (the peer sees "peer closed (code 1000)"), a
  *   message above max (WB_ETOOBIG here, 1009 at the sender), a send above
  *   the tcp max_message; from a raw client: fragments with a ping between,
@@ -706,6 +707,62 @@ static void test_small_messages_then_close(void **state)
 {
     (void)state;
     run_small_messages(1);
+}
+
+/* A raw client floods 1-byte binary messages (7 bytes a frame: thousands
+ * per read) at an owner whose inbox holds 16: the chunked feed, the stash
+ * and the held chain together; all arrive, in order. */
+enum { FLOOD_N = 60000 };
+
+static int flood_hook(peer_t *p, wb_event_t *ev)
+{
+    uint32_t *next = p->user;
+    if (ev->type != WB_EV_TCP_BLOB)
+        return 0;
+    if (ev->len != 1 || ((const uint8_t *)ev->data)[0] != (uint8_t)*next ||
+        !(ev->flags & WB_TCP_BLOB_BINARY))
+        peer_fail(p, "flood: out of order");
+    if (++*next % 5000 == 0)
+        sleep_ms(2);
+    if (*next == FLOOD_N)
+        peer_done(p);
+    return 0;
+}
+
+static void test_flood_tiny_frames(void **state)
+{
+    (void)state;
+    wb_rt_t *rt = rt_new(16);
+    uint32_t next = 0;
+    peer_t srv;
+    peer_init(&srv, rt, flood_hook, &next);
+    peer_spawn(&srv);
+    wb_tcp_opts_t to;
+    wb_ws_opts_t wo;
+    opts_ws(&to, &wo);
+    uint64_t lid;
+    uint16_t port = listen_on(&srv, &to, &lid);
+    int fd = raw_connect(NULL, port);
+    assert_int_equal(raw_upgrade(fd), 101);
+    uint8_t *buf = malloc((size_t)FLOOD_N * 7);
+    for (uint32_t i = 0; i < FLOOD_N; i++) {
+        uint8_t *f = buf + (size_t)i * 7;
+        f[0] = 0x82;
+        f[1] = 0x81;
+        memset(f + 2, 0x5a, 4);
+        f[6] = (uint8_t)i ^ 0x5a;
+    }
+    raw_send(fd, buf, (size_t)FLOOD_N * 7);
+    free(buf);
+    assert_true(wait_done(&srv));
+    assert_ok(&srv);
+    wb_lane_stats_t st;
+    wb_rt_stats(rt, WB_LANE_ACTOR, &st);
+    assert_true(st.refused > 0);
+    close(fd);
+    rt_free(rt);
+    assert_int_equal(next, FLOOD_N);
+    peer_fini(&srv);
 }
 
 /* ---- closes ----------------------------------------------------------------- */
@@ -1447,6 +1504,7 @@ int main(void)
         cmocka_unit_test(test_text_binary_both_ways),
         cmocka_unit_test(test_small_messages_tiny_inbox),
         cmocka_unit_test(test_small_messages_then_close),
+        cmocka_unit_test(test_flood_tiny_frames),
         cmocka_unit_test(test_owner_close),
         cmocka_unit_test(test_too_big),
         cmocka_unit_test(test_raw_client_frames),
