@@ -1660,13 +1660,14 @@ static void conn_finish(conn_t *c, int status, const char *reason)
     uv_timer_start(&c->timer, on_conn_timer, c->o.opts.linger_ms, 0);
 }
 
-/* wb_tcp_close on a connection; an open WebSocket says goodbye with 1000. */
-static void conn_close_owner(conn_t *c)
+/* wb_tcp_close on a connection; an open WebSocket says goodbye with code
+ * (1000 unless wb_tcp_close_ws said otherwise) and reason (NULL: none). */
+static void conn_close_owner(conn_t *c, uint16_t code, const char *reason)
 {
     if (c->state == C_LINGER || c->state == C_DEAD)
         return;
     if (c->ws != NULL && c->ws_open && !c->ws_ending &&
-        wb_ws_close(c->ws, WB_WS_CLOSE_NORMAL, NULL) == 0 && ws_out(c, 1) != 0)
+        wb_ws_close(c->ws, code, reason) == 0 && ws_out(c, 1) != 0)
         return;
     conn_finish(c, 0, "closed by owner");
 }
@@ -1946,7 +1947,7 @@ static void dialer_close(dialer_t *d)
     d->conn = 0;
     conn_t *c = (conn_t *)obj_get(s, cid, OBJ_CONN);
     if (c != NULL)
-        conn_close_owner(c);
+        conn_close_owner(c, WB_WS_CLOSE_NORMAL, NULL);
     post(&d->o, WB_EV_TCP_CLOSED, 0, 0, "dialer closed");
     obj_kill(&d->o);
     if (d->timer_live) {
@@ -1976,7 +1977,8 @@ static void on_cmd(sockets_t *s, const cmd_t *cmd)
         if (o == NULL)
             break;
         if (o->kind == OBJ_CONN) {
-            conn_close_owner((conn_t *)o);
+            conn_close_owner((conn_t *)o, cmd->port != 0 ? cmd->port : WB_WS_CLOSE_NORMAL,
+                             cmd->host[0] != 0 ? cmd->host : NULL);
         } else if (o->kind == OBJ_LISTENER) {
             post(o, WB_EV_TCP_CLOSED, 0, 0, "listener closed");
             listener_kill((listener_t *)o);
@@ -2403,6 +2405,23 @@ int wb_tcp_close(wb_rt_t *rt, uint64_t id)
     memset(&cmd, 0, sizeof(cmd));
     cmd.op = CMD_CLOSE;
     cmd.id = id;
+    return post_cmd(rt, &cmd);
+}
+
+int wb_tcp_close_ws(wb_rt_t *rt, uint64_t id, uint16_t code, const char *reason)
+{
+    size_t n = reason != NULL ? strlen(reason) : 0;
+    /* 1000-4999 minus the codes an endpoint must not send (RFC 6455 7.4). */
+    if (rt == NULL || id == 0 || code < 1000 || code > 4999 || (code >= 1004 && code <= 1006) ||
+        (code >= 1015 && code < 3000) || n > 123)
+        return WB_EINVAL;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = CMD_CLOSE;
+    cmd.id = id;
+    cmd.port = code;
+    if (n > 0)
+        memcpy(cmd.host, reason, n);
     return post_cmd(rt, &cmd);
 }
 

@@ -278,6 +278,12 @@ uint64_t wb_tcp_blob_queued_ns(const wb_event_t *blob);
  * WB_EINVAL, WB_ENOMEM or WB_ECLOSED. */
 int wb_tcp_close(wb_rt_t *rt, uint64_t id);
 
+/* wb_tcp_close on a WebSocket connection with the close frame's code (1000
+ * to 4999 but 1004-1006 and 1015-2999) and reason (at most
+ * 123 bytes of UTF-8, or NULL), e.g. 1007 after a message that was not what
+ * the protocol expects. On any other id it is wb_tcp_close. */
+int wb_tcp_close_ws(wb_rt_t *rt, uint64_t id, uint16_t code, const char *reason);
+
 /* Stop reading connection conn until wb_tcp_resume; the peer is then held
  * by TCP flow control. After the pause is taken, at most one more BLOB
  * arrives (one the owner's inbox had refused and sockets was holding). For

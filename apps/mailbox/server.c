@@ -102,7 +102,8 @@ static wb_event_t *chain_pop(wb_event_t **head, wb_event_t **tail)
 static int try_send(srv_t *s, wb_event_t *ev)
 {
     if (ev->type == EV_CLOSE_MARK) {
-        wb_tcp_close(s->rt, ev->dst); /* CLOSE-CODE-PENDING */
+        if (wb_tcp_close_ws(s->rt, ev->dst, (uint16_t)ev->status, (const char *)ev->data) != 0)
+            wb_tcp_close(s->rt, ev->dst);
         wb_event_free(ev);
         return 0;
     }
@@ -158,7 +159,7 @@ static void io_close(void *ctx, mb_conn_t *c, int code, const char *reason)
 {
     srv_t *s = ctx;
     /* In line with the messages for it, so that they go out first. */
-    wb_event_t *ev = wb_event_new_copy(EV_CLOSE_MARK, reason, strlen(reason));
+    wb_event_t *ev = wb_event_new_copy(EV_CLOSE_MARK, reason, strlen(reason) + 1);
     if (ev == NULL) {
         wb_tcp_close(s->rt, mb_conn_id(c));
         return;

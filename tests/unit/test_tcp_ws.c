@@ -802,6 +802,22 @@ static void test_owner_close(void **state)
     assert_true(wait_rec(&cli, WB_EV_TCP_CLOSED, conn, 0, &r) >= 0);
     assert_int_equal(r.status, WB_ECLOSED);
     assert_string_equal(r.text, "peer closed (code 1000)");
+    /* wb_tcp_close_ws: the code of the owner's choosing; bad codes refused. */
+    from = nrec(&srv);
+    size_t cfrom = nrec(&cli);
+    conn = ws_dial(&cli, port, &wo, 1);
+    assert_true(wait_rec(&srv, WB_EV_TCP_OPENED, 0, from, &r) >= 0);
+    sconn = r.src;
+    assert_int_equal(wb_tcp_close_ws(rt, sconn, 1005, NULL), WB_EINVAL);
+    assert_int_equal(wb_tcp_close_ws(rt, sconn, 2000, NULL), WB_EINVAL);
+    char longr[130];
+    memset(longr, 'x', sizeof(longr) - 1);
+    longr[sizeof(longr) - 1] = 0;
+    assert_int_equal(wb_tcp_close_ws(rt, sconn, 1007, longr), WB_EINVAL);
+    assert_int_equal(wb_tcp_close_ws(rt, sconn, 1007, "invalid JSON"), 0);
+    assert_true(wait_rec(&cli, WB_EV_TCP_CLOSED, conn, cfrom, &r) >= 0);
+    assert_int_equal(r.status, WB_ECLOSED);
+    assert_string_equal(r.text, "peer closed (code 1007)");
     rt_free(rt);
     peer_fini(&srv);
     peer_fini(&cli);
