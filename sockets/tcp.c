@@ -887,6 +887,8 @@ static void conn_open(conn_t *c)
     if (c->timer_live)
         uv_timer_stop(&c->timer);
     uv_tcp_nodelay(c->tcp, 1);
+    if (c->o.opts.keepalive_s > 0)
+        uv_tcp_keepalive(c->tcp, 1, c->o.opts.keepalive_s);
     if (c->ws != NULL) {
         uv_timer_start(&c->timer, on_conn_timer, c->ws_timeout, 0);
         if (ws_out(c, 0) != 0) /* a client's upgrade request */

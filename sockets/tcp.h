@@ -224,6 +224,8 @@ typedef struct {
     uint32_t raw;                /* nonzero: no framing (see "Raw streams") (0) */
     uint32_t max_per_ip;         /* listener: accepted connections alive at once from one
                                     peer address (0: no limit) */
+    uint32_t keepalive_s;        /* TCP keepalive probes after this many idle seconds, so a
+                                    peer that vanished is noticed (0: off) (0) */
     /* Non-NULL: the connections speak WebSocket (see "WebSocket streams").
      * Copied, strings included, by the call it is given to. */
     const wb_ws_opts_t *ws;

@@ -369,6 +369,9 @@ static void listen_now(srv_t *s)
     to.max_connections = cfg->max_connections;
     to.max_per_ip = cfg->max_per_ip;
     to.backlog = 1024;
+    /* A client whose machine vanished (no FIN) would keep its mailbox alive
+     * as a listener forever: let the kernel probe idle connections. */
+    to.keepalive_s = 60;
     /* A client that stops reading gets 1 MiB queued before we stop reading
      * it; past the hard cap it is disconnected. */
     to.write_high = 1u << 20;
