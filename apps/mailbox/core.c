@@ -81,6 +81,7 @@ struct mb_app_s {
 
 struct mb_conn_s {
     mb_core_t *core;
+    mb_conn_t *prev, *next; /* core->conns */
     uint64_t id;
     void *user;
     char *appid;   /* once bound */
@@ -94,6 +95,7 @@ struct mb_conn_s {
 struct mb_core_s {
     mb_config_t cfg;
     mb_io_t io;
+    mb_conn_t *conns; /* every connection not yet freed */
     wb_strmap_t apps;
     mb_stats_t st;
     uint64_t skipped;
@@ -1002,12 +1004,28 @@ static void h_close(mb_conn_t *c, const wb_json_msg_t *m, double now)
         return;
     }
     mb_mailbox_t *mb = c->mb;
-    mb_app_t *a = app_get(core, c->appid, 1);
-    if (mb == NULL) {
+    mb_app_t *a = app_get(core, c->appid, 0);
+    if (mb == NULL && (mb = mailbox_get(a, id)) == NULL) {
+        /* Gone already (closed by both sides, or pruned): nothing to
+         * close. The Python server re-creates it with this side and deletes
+         * it again; the usage row it writes (lonely) is written here without
+         * the round trip, which would also need room for one more mailbox. */
+        mb_app_t tmp_app = {.id = c->appid};
+        mb_mailbox_t tmp = {.app = &tmp_app, .nsides = 1};
+        snprintf(tmp.id, sizeof(tmp.id), "%s", id);
+        snprintf(tmp.sides[0].side, sizeof(tmp.sides[0].side), "%s", c->side);
+        tmp.sides[0].added = now;
+        tmp.sides[0].has_mood = mood != NULL;
+        snprintf(tmp.sides[0].mood, sizeof(tmp.sides[0].mood), "%s", mood != NULL ? mood : "");
+        usage_mailbox(core, &tmp, now, 0);
+        c->did_close = 1;
+        emit(c, json_object(), "closed", now);
+        return;
+    }
+    if (c->mb == NULL) {
         /* Not opened on this connection (a reconnected client closing):
          * open it first, as the Python server does. */
-        const char *err = a != NULL ? open_mailbox(core, a, id, c->side, now, &mb)
-                                    : "server out of memory";
+        const char *err = open_mailbox(core, a, id, c->side, now, &mb);
         if (err != NULL) {
             if (mb != NULL && mb->nsides == 0)
                 mailbox_delete(core, mb);
@@ -1077,6 +1095,8 @@ void mb_core_free(mb_core_t *core)
 {
     if (core == NULL)
         return;
+    while (core->conns != NULL)
+        mb_conn_free(core->conns);
     wb_strmap_each(&core->apps, free_app, NULL);
     wb_strmap_fini(&core->apps);
     free(core);
@@ -1084,12 +1104,18 @@ void mb_core_free(mb_core_t *core)
 
 mb_conn_t *mb_conn_new(mb_core_t *core, uint64_t id, const char *peer, void *user, double now)
 {
+    if (core->started == 0)
+        core->started = now;
     mb_conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->core = core;
     c->id = id;
     c->user = user;
+    c->next = core->conns;
+    if (core->conns != NULL)
+        core->conns->prev = c;
+    core->conns = c;
     core->st.connections++;
     json_t *w = json_object();
     if (core->cfg.motd != NULL)
@@ -1109,6 +1135,12 @@ void mb_conn_free(mb_conn_t *c)
     if (c == NULL)
         return;
     listen_remove(c);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->core->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
     c->core->st.connections--;
     free(c->appid);
     free(c->claimed);
@@ -1240,6 +1272,8 @@ static int sweep_app(void *arg, const void *key, size_t len, void *val)
 
 void mb_core_prune(mb_core_t *core, double now)
 {
+    if (core->started == 0)
+        core->started = now;
     sweep_t apps = {core, now, now - core->cfg.expiry_s, NULL, 0, 0, 0};
     wb_strmap_each(&core->apps, sweep_app, &apps);
     size_t pruned_mb = 0, pruned_np = 0;
@@ -1264,7 +1298,7 @@ void mb_core_prune(mb_core_t *core, double now)
     free(apps.items);
     if (core->cfg.usage) {
         record(core, MB_OP_USAGE_CURRENT_DEL, NULL, 0);
-        wb_value_t v[] = {wb_val_real(core->started > 0 ? core->started : now), wb_val_real(now),
+        wb_value_t v[] = {wb_val_real(core->started), wb_val_real(now),
                           core->cfg.blur_usage ? wb_val_int(core->cfg.blur_usage) : wb_val_null(),
                           wb_val_int((int64_t)core->st.listeners)};
         record(core, MB_OP_USAGE_CURRENT, v, 4);
