@@ -69,6 +69,7 @@ REPLY_TIMEOUT = 3.0          # for one reply on an idle loopback server
 MAILBOX_RE = re.compile(r"[a-z2-7]{13}")
 
 VERBOSE = False
+SANITIZED = False
 
 
 def log(*a):
@@ -1598,7 +1599,12 @@ async def many_nameplates(ctx):
     print("    many_nameplates: %d connections+claims %.1fs, releases %.1fs; server RSS "
           "before %d kB, with %d open %d kB, after all closed %d kB"
           % (N, t1 - t0, t2 - t1, rss0, N, rss_peak, rss1), flush=True)
-    check(rss1 - rss0 < 50 * 1024, "RSS grew by %d kB" % (rss1 - rss0))
+    if SANITIZED:
+        # ASan's quarantine and shadow memory keep freed blocks: RSS says
+        # nothing about leaks there (LeakSanitizer does, at exit).
+        print("    many_nameplates: sanitizer build, RSS bound not checked", flush=True)
+    else:
+        check(rss1 - rss0 < 50 * 1024, "RSS grew by %d kB" % (rss1 - rss0))
 
 
 @scenario("waybill", flags=["--expiry", "2", "--prune-interval", "1"],
@@ -1661,16 +1667,19 @@ def run_scenario(sc, server, args):
 
 
 def main():
-    global VERBOSE
+    global VERBOSE, SANITIZED
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server", help="python | waybill:/path/to/waybill")
     ap.add_argument("--only", action="append", default=[], metavar="NAME")
     ap.add_argument("--list", action="store_true", help="list the scenarios")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--sanitized", action="store_true",
+                    help="the server is a sanitizer build: skip memory-size bounds")
     ap.add_argument("--force-waybill-scenarios", action="store_true",
                     help="run waybill-only scenarios against python too (to check the test)")
     args = ap.parse_args()
     VERBOSE = args.verbose
+    SANITIZED = args.sanitized
     if args.list:
         for sc in SCENARIOS:
             print("%-28s %-8s %s" % (sc["name"], sc["kind"], " ".join(sc["flags"])))
