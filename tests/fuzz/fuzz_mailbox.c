@@ -4,7 +4,7 @@
  *
  * Input: byte 0 picks the configuration (bit 0 usage rows, bit 1
  * disallow_list, bit 2 blur_usage 60 s, bit 3 small limits: 4 mailboxes, 4
- * messages each, 2 KiB stored). The rest is split at 0x00 bytes into
+ * messages each, 1 KiB stored; bit 4 a motd). The rest is split at 0x00 bytes into
  * records (JSON text never holds a raw NUL, so nothing is lost). A record's
  * first byte c says what to do, the rest is its payload:
  *   conn = c & 3, extra = c >> 5, action = (c >> 2) & 7 (c is never 0, the
@@ -15,8 +15,11 @@
  *   6:   connection conn goes away and a new one takes its place;
  *   7:   the clock moves on by 100 * (extra + 1) s and mb_core_prune runs
  *        (expiry 300 s, so a few of these prune everything idle).
- * A connection the core closed (bad JSON) is freed after the call, as the
- * glue does; at the end every connection is freed, then the core.
+ * In a message, every "$M" is replaced by the mailbox id of the last
+ * `claimed` answer (ids are random: without this, nameplate mailboxes could
+ * never be opened). A connection the core closed (bad JSON) is freed after
+ * the call, as the glue does; at the end every connection is freed, then
+ * everything idle is pruned (nothing may remain), then the core is freed.
  *
  * Checks (abort on failure): every message sent parses as a JSON object with
  * a string "type" and a float "server_tx" equal to the call's time; nothing
@@ -69,6 +72,7 @@ static struct {
     int sender; /* the connection whose input is being handled, or -1 */
     double now;
     uint64_t next_id;
+    char last_mailbox[MB_MBID_MAX + 1]; /* of the last `claimed` */
 } F;
 
 static void io_send(void *ctx, mb_conn_t *c, const char *json, size_t len)
@@ -83,6 +87,11 @@ static void io_send(void *ctx, mb_conn_t *c, const char *json, size_t len)
     CHECK(json_is_string(type));
     CHECK(json_is_real(tx) && json_real_value(tx) == F.now);
     const char *t = json_string_value(type);
+    if (strcmp(t, "claimed") == 0) {
+        json_t *m = json_object_get(o, "mailbox");
+        CHECK(json_is_string(m) && json_string_length(m) <= MB_MBID_MAX);
+        snprintf(F.last_mailbox, sizeof(F.last_mailbox), "%s", json_string_value(m));
+    }
     if (F.sender >= 0 && s == &F.s[F.sender]) {
         if (s->got == 0)
             s->first_is_ack = strcmp(t, "ack") == 0;
@@ -145,9 +154,30 @@ static void slot_free(int i)
     memset(&F.s[i], 0, sizeof(F.s[i]));
 }
 
-static void input(mb_core_t *core, int i, const uint8_t *data, size_t len)
+/* data with each "$M" replaced by the last claimed mailbox id: malloc'd. */
+static uint8_t *substitute(const uint8_t *data, size_t len, size_t *out_len)
+{
+    size_t idlen = strlen(F.last_mailbox), n = 0;
+    uint8_t *out = malloc(len * (idlen > 2 ? idlen / 2 + 1 : 1) + 1);
+    CHECK(out != NULL);
+    for (size_t k = 0; k < len; k++) {
+        if (data[k] == '$' && k + 1 < len && data[k + 1] == 'M') {
+            memcpy(out + n, F.last_mailbox, idlen);
+            n += idlen;
+            k++;
+        } else {
+            out[n++] = data[k];
+        }
+    }
+    *out_len = n;
+    return out;
+}
+
+static void input(mb_core_t *core, int i, const uint8_t *raw, size_t rawlen)
 {
     slot_t *s = &F.s[i];
+    size_t len;
+    uint8_t *data = substitute(raw, rawlen, &len);
     s->got = s->acks = s->errors = s->first_is_ack = 0;
     F.sender = i;
     mb_conn_input(s->c, data, len, F.now);
@@ -163,6 +193,7 @@ static void input(mb_core_t *core, int i, const uint8_t *data, size_t len)
         CHECK(s->got >= 1 && s->first_is_ack && s->acks == 1 && !s->closed);
     }
     json_decref(v);
+    free(data);
     if (s->closed) /* the glue frees it once the close is written */
         slot_free(i);
 }
@@ -204,7 +235,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] & 8) {
         cfg.max_mailboxes = 4;
         cfg.max_messages = 4;
-        cfg.max_stored_bytes = 2048;
+        cfg.max_stored_bytes = 1024;
     }
     cfg.motd = data[0] & 16 ? "hello" : NULL;
     cfg.expiry_s = 300;
