@@ -17,6 +17,8 @@ int wb_cmd_selfcheck(int argc, char **argv);
 int wb_cmd_kv_server(int argc, char **argv);
 int wb_cmd_kv(int argc, char **argv);
 int wb_cmd_mailbox_server(int argc, char **argv);
+int wb_cmd_send(int argc, char **argv);
+int wb_cmd_receive(int argc, char **argv);
 
 /* Shared by the server subcommands (serve.c). */
 #include "runtime/rt.h"

@@ -13,6 +13,8 @@ static const wb_cli_cmd_t commands[] = {
     {"kv-server", "serve a key-value store kept in SQLite", wb_cmd_kv_server},
     {"kv", "talk to a kv-server: put, get, delete, list, watch", wb_cmd_kv},
     {"mailbox-server", "the Magic Wormhole mailbox (rendezvous) server", wb_cmd_mailbox_server},
+    {"send", "send a text message through a Magic Wormhole", wb_cmd_send},
+    {"receive", "receive a text message through a Magic Wormhole", wb_cmd_receive},
 };
 
 static void usage(FILE *f)

@@ -1248,6 +1248,11 @@ const char *wh_client_side(const wh_client_t *c)
     return c->side;
 }
 
+int wh_client_is_closing(const wh_client_t *c)
+{
+    return c->b == B_CLOSING;
+}
+
 void wh_client_start(wh_client_t *c)
 {
     if (c->rc != RC_IDLE)
@@ -1363,6 +1368,19 @@ void wh_client_close(wh_client_t *c)
         b_close_with(c, WH_RESULT_HAPPY, NULL, "happy");
     else if (c->b < B_HAPPY)
         b_close_with(c, WH_RESULT_LONELY, NULL, "lonely");
+    leave(c);
+}
+
+void wh_client_abort(wh_client_t *c, const char *why)
+{
+    enter(c);
+    if (c->b == B_CLOSING) {
+        c->b = B_CLOSED;
+        rc_stop(c);
+        emit(c, WH_EV_CLOSED, c->result_text, NULL, NULL, 0, 0);
+    } else {
+        b_error(c, WH_RESULT_PROTOCOL, why);
+    }
     leave(c);
 }
 

@@ -129,6 +129,9 @@ int wh_client_new(wh_client_t **out, const wh_config_t *cfg, const wh_io_t *io);
 /* Free it (any state). Sends nothing; the caller drops its connection. */
 void wh_client_free(wh_client_t *c);
 const char *wh_client_side(const wh_client_t *c);
+/* Closing has begun: waiting for the server's replies (for a glue's
+ * timeout). */
+int wh_client_is_closing(const wh_client_t *c);
 
 /* Connect (io->ws_open). Once. */
 void wh_client_start(wh_client_t *c);
@@ -153,6 +156,12 @@ int wh_client_send(wh_client_t *c, const void *data, size_t len);
 /* Close: mood "happy" once the key is confirmed, else "lonely". Ends with
  * WH_EV_CLOSED. */
 void wh_client_close(wh_client_t *c);
+
+/* Give up without waiting for the server any longer (it does not answer
+ * the close, or the application's patience ran out): drop the connection
+ * and end with WH_EV_CLOSED. When closing was under way its result stands;
+ * otherwise the result is WH_RESULT_PROTOCOL with `why`. */
+void wh_client_abort(wh_client_t *c, const char *why);
 
 /* What the connection did. */
 void wh_client_ws_opened(wh_client_t *c);
