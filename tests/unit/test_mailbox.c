@@ -1370,6 +1370,40 @@ static void test_reconnect(void **state)
     none(b);
 }
 
+/* A connection still listening when its mailbox is deleted under it (its
+ * side closed from a newer connection, the half-open old one not yet gone):
+ * it is simply no longer subscribed. */
+static void test_mailbox_deleted_under_listener(void **state)
+{
+    (void)state;
+    peer_t *a = side_conn("a"), *b = side_conn("b");
+    open_mb(a, "mbx");
+    open_mb(b, "mbx");
+    peer_t *a2 = side_conn("a");
+    close_mb(a2, "mbx", "happy");
+    assert_int_equal(st().listeners, 2);
+    close_mb(b, "mbx", "happy");
+    mb_stats_t s = st();
+    assert_int_equal(s.mailboxes, 0);
+    assert_int_equal(s.listeners, 0);
+    none(a);
+    cmd_err(a, "{\"type\":\"add\",\"phase\":\"p\",\"body\":\"b\"}",
+            "must open mailbox before adding");
+    /* A new mailbox of the same id is not a's. */
+    peer_t *c = side_conn("c");
+    open_mb(c, "mbx");
+    add(c, "p", "c", NULL);
+    expect_msg(c, "c", "p", "c", T0, "null");
+    none(a);
+    /* a's close (of what is now another mailbox of that id) answers closed
+     * and leaves the mailbox open for c. */
+    close_mb(a, NULL, "happy");
+    assert_int_equal(st().mailboxes, 1);
+    assert_int_equal(st().messages, 1);
+    drop(a);
+    assert_int_equal(st().listeners, 1);
+}
+
 static void test_open_once(void **state)
 {
     (void)state;
@@ -2011,6 +2045,43 @@ static void test_restore(void **state)
     assert_int_equal(st().mailboxes, 2);
 }
 
+/* Text that is not UTF-8 in a row (a damaged or hand-edited database; no
+ * client can send such text, the JSON decoder refuses it) must not turn
+ * into protocol messages with members missing: jansson makes no string of
+ * it, and a `claimed` without its mailbox or a `message` without its body
+ * breaks both clients. */
+static void test_restore_invalid_utf8(void **state)
+{
+    (void)state;
+    mb_core_t *c = H.core;
+    assert_int_equal(mb_restore_mailbox(c, APP, "mbx", 0, T0, 0), 0);
+    assert_int_equal(mb_restore_mailbox_side(c, APP, "mbx", "a", 1, NULL, T0), 0);
+    assert_int_equal(mb_restore_message(c, APP, "mbx", "a", "pake", "\xff" "body", T0, NULL), 0);
+    assert_int_equal(mb_restore_message(c, APP, "mbx", "s\xc3", "pake", "aa", T0, NULL), 0);
+    assert_int_equal(mb_restore_message(c, APP, "mbx", "a", "ph\xe2\x82", "bb", T0, NULL), 0);
+    assert_int_equal(mb_restore_message(c, APP, "mbx", "a", "version", "ok", T0 + 1, NULL), 0);
+    assert_int_equal(mb_restore_nameplate(c, APP, "7", "q\x8eq", 0), 0);
+
+    peer_t *x = side_conn("x");
+    cmd(x, "{\"type\":\"claim\",\"nameplate\":\"7\"}");
+    json_t *o = take_type(x, "claimed");
+    if (!json_is_string(json_object_get(o, "mailbox")))
+        fail_msg("claim of a nameplate restored with a non-UTF-8 mailbox id: %s", dump(o));
+
+    peer_t *a = side_conn("a");
+    open_mb(a, "mbx");
+    int good = 0;
+    while (a->next < a->n) {
+        o = take_type(a, "message");
+        if (!json_is_string(json_object_get(o, "side")) ||
+            !json_is_string(json_object_get(o, "phase")) ||
+            !json_is_string(json_object_get(o, "body")))
+            fail_msg("replay of a message restored with non-UTF-8 text: %s", dump(o));
+        good += strcmp(jstr(o, "phase"), "version") == 0 && strcmp(jstr(o, "body"), "ok") == 0;
+    }
+    assert_int_equal(good, 1); /* the sound row is there */
+}
+
 /* Load the test database into the core, as the server does at start. */
 static void db_load(void)
 {
@@ -2263,6 +2334,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reclaimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_close_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mailbox_deleted_under_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apps_scoped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_sorted_and_disallowed, setup, teardown),
@@ -2277,6 +2349,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_moods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_from_database, setup, teardown),
         cmocka_unit_test(test_core_free_leaks_nothing),
     };
