@@ -4,11 +4,11 @@
  *
  * Input: byte 0 picks the configuration (bit 0 usage rows, bit 1
  * disallow_list, bit 2 blur_usage 60 s, bit 3 small limits: 4 mailboxes, 4
- * messages each, 1 KiB stored; bit 4 a motd). The rest is split at 0x00 bytes into
- * records (JSON text never holds a raw NUL, so nothing is lost). A record's
- * first byte c says what to do, the rest is its payload:
+ * messages each, 1 KiB stored; bit 4 a motd). The rest is split at 0x00
+ * bytes into records (JSON text never holds a raw NUL, so nothing is lost).
+ * A record's first byte c says what to do, the rest is its payload:
  *   conn = c & 3, extra = c >> 5, action = (c >> 2) & 7 (c is never 0, the
- *   separator; connection 0 sends with actions 1-4):
+ *   separator: connection 0 sends with actions 1-3):
  *   0-3: the payload is one message from connection conn (opened first if
  *        it is not), the clock having moved on by extra / 4 s;
  *   4:   before any connection opened, a row restored (mb_restore_*), tables
@@ -54,7 +54,7 @@
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
         if (!(x)) {                                                                                \
-            fprintf(stderr, "fuzz_mailbox: %s:%d: check failed: %s\n", __FILE__, __LINE__, #x);   \
+            fprintf(stderr, "fuzz_mailbox: %s:%d: check failed: %s\n", __FILE__, __LINE__, #x);    \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -62,10 +62,10 @@
 enum { NCONN = 4 };
 
 static const uint32_t arity[MB_OP_COUNT] = {
-    [MB_OP_MAILBOX_PUT] = 5,     [MB_OP_MAILBOX_TOUCH] = 3,    [MB_OP_MAILBOX_DEL] = 2,
-    [MB_OP_MBSIDE_PUT] = 6,      [MB_OP_MESSAGE_ADD] = 7,      [MB_OP_NAMEPLATE_PUT] = 4,
-    [MB_OP_NAMEPLATE_DEL] = 2,   [MB_OP_NPSIDE_PUT] = 5,       [MB_OP_USAGE_NAMEPLATE] = 5,
-    [MB_OP_USAGE_MAILBOX] = 6,   [MB_OP_USAGE_CLIENT] = 5,     [MB_OP_USAGE_CURRENT_DEL] = 0,
+    [MB_OP_MAILBOX_PUT] = 5,   [MB_OP_MAILBOX_TOUCH] = 3, [MB_OP_MAILBOX_DEL] = 2,
+    [MB_OP_MBSIDE_PUT] = 6,    [MB_OP_MESSAGE_ADD] = 7,   [MB_OP_NAMEPLATE_PUT] = 4,
+    [MB_OP_NAMEPLATE_DEL] = 2, [MB_OP_NPSIDE_PUT] = 5,    [MB_OP_USAGE_NAMEPLATE] = 5,
+    [MB_OP_USAGE_MAILBOX] = 6, [MB_OP_USAGE_CLIENT] = 5,  [MB_OP_USAGE_CURRENT_DEL] = 0,
     [MB_OP_USAGE_CURRENT] = 4,
 };
 

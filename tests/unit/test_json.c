@@ -35,7 +35,8 @@ static void refused(const char *text, size_t len, int code, const char *want)
     assert_null(m.id);
     assert_int_equal(m.has_type, 0);
     if (strstr(err, want) == NULL)
-        fail_msg("decoding <%.*s>: error \"%s\" does not contain \"%s\"", (int)len, text, err, want);
+        fail_msg("decoding <%.*s>: error \"%s\" does not contain \"%s\"", (int)len, text, err,
+                 want);
 }
 
 static void test_object_with_type_and_id(void **state)
@@ -43,9 +44,9 @@ static void test_object_with_type_and_id(void **state)
     (void)state;
     wb_json_msg_t m;
     char err[160];
-    assert_int_equal(decode(&m, "{\"type\":\"claim\",\"id\":\"a1b2\",\"nameplate\":\"4\"}", err,
-                            sizeof(err)),
-                     0);
+    assert_int_equal(
+        decode(&m, "{\"type\":\"claim\",\"id\":\"a1b2\",\"nameplate\":\"4\"}", err, sizeof(err)),
+        0);
     assert_non_null(m.obj);
     assert_true(json_is_object(m.obj));
     assert_int_equal(m.has_type, 1);
@@ -88,7 +89,7 @@ static void test_missing_and_non_string_type(void **state)
     wb_json_msg_free(&m);
 
     static const char *const non_strings[] = {
-        "{\"type\":5}",        "{\"type\":null}", "{\"type\":[\"bind\"]}",
+        "{\"type\":5}",         "{\"type\":null}", "{\"type\":[\"bind\"]}",
         "{\"type\":{\"a\":1}}", "{\"type\":true}", "{\"type\":1.5}",
     };
     for (size_t i = 0; i < sizeof(non_strings) / sizeof(non_strings[0]); i++) {
@@ -108,7 +109,7 @@ static void test_trailing_whitespace_accepted(void **state)
 {
     (void)state;
     static const char *const texts[] = {
-        "{\"type\":\"ping\"}\n",   /* Go's encoder */
+        "{\"type\":\"ping\"}\n", /* Go's encoder */
         "{\"type\":\"ping\"} \t\r\n ",
         " \n{\"type\":\"ping\"}",
     };
@@ -204,8 +205,8 @@ static void test_str_member(void **state)
     char err[160];
     const char *s = NULL;
     size_t n = 99;
-    assert_int_equal(decode(&m, "{\"side\":\"abc\",\"n\":5,\"z\":null,\"e\":\"\"}", err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        decode(&m, "{\"side\":\"abc\",\"n\":5,\"z\":null,\"e\":\"\"}", err, sizeof(err)), 0);
     assert_int_equal(wb_json_str(m.obj, "side", &s, &n), 0);
     assert_string_equal(s, "abc");
     assert_int_equal(n, 3);

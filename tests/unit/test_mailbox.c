@@ -71,10 +71,10 @@ static struct {
 
 /* Values per operation, as store.h lists them. */
 static const uint32_t arity[MB_OP_COUNT] = {
-    [MB_OP_MAILBOX_PUT] = 5,     [MB_OP_MAILBOX_TOUCH] = 3,    [MB_OP_MAILBOX_DEL] = 2,
-    [MB_OP_MBSIDE_PUT] = 6,      [MB_OP_MESSAGE_ADD] = 7,      [MB_OP_NAMEPLATE_PUT] = 4,
-    [MB_OP_NAMEPLATE_DEL] = 2,   [MB_OP_NPSIDE_PUT] = 5,       [MB_OP_USAGE_NAMEPLATE] = 5,
-    [MB_OP_USAGE_MAILBOX] = 6,   [MB_OP_USAGE_CLIENT] = 5,     [MB_OP_USAGE_CURRENT_DEL] = 0,
+    [MB_OP_MAILBOX_PUT] = 5,   [MB_OP_MAILBOX_TOUCH] = 3, [MB_OP_MAILBOX_DEL] = 2,
+    [MB_OP_MBSIDE_PUT] = 6,    [MB_OP_MESSAGE_ADD] = 7,   [MB_OP_NAMEPLATE_PUT] = 4,
+    [MB_OP_NAMEPLATE_DEL] = 2, [MB_OP_NPSIDE_PUT] = 5,    [MB_OP_USAGE_NAMEPLATE] = 5,
+    [MB_OP_USAGE_MAILBOX] = 6, [MB_OP_USAGE_CLIENT] = 5,  [MB_OP_USAGE_CURRENT_DEL] = 0,
     [MB_OP_USAGE_CURRENT] = 4,
 };
 
@@ -445,7 +445,8 @@ static void drop(peer_t *p)
 static json_t *take(peer_t *p)
 {
     if (p->next >= p->n)
-        fail_msg("connection %llu: no message (got %d)", (unsigned long long)mb_conn_id(p->c), p->n);
+        fail_msg("connection %llu: no message (got %d)", (unsigned long long)mb_conn_id(p->c),
+                 p->n);
     return p->msgs[p->next++];
 }
 
@@ -588,7 +589,7 @@ static void expect_msg(peer_t *p, const char *side, const char *phase, const cha
                        const char *id_json)
 {
     json_t *m = take_type(p, "message");
-    static const char *const keys[] = {"side", "phase", "body", "server_rx",
+    static const char *const keys[] = {"side", "phase", "body",     "server_rx",
                                        "id",   "type",  "server_tx"};
     check_keys(m, keys, 7);
     assert_string_equal(jstr(m, "side"), side);
@@ -664,8 +665,9 @@ static void test_welcome_configured(void **state)
     restart_with(&cfg);
     peer_t *p = conn_raw();
     json_t *w = take_type(p, "welcome");
-    expect_json(json_object_get(w, "welcome"), "{\"motd\":\"Be nice.\",\"current_cli_version\":"
-                                               "\"0.12.0\",\"error\":\"this server is going away\"}");
+    expect_json(json_object_get(w, "welcome"),
+                "{\"motd\":\"Be nice.\",\"current_cli_version\":"
+                "\"0.12.0\",\"error\":\"this server is going away\"}");
     none(p);
 
     cfg.signal_error = NULL;
@@ -748,48 +750,68 @@ static const err_case_t protocol_errors[] = {
     {{BIND_S1}, BIND_S1, "already bound"},
     {{NULL}, "{\"type\":\"bind\",\"side\":\"s1\",\"id\":\"1\"}", "bind requires 'appid'"},
     {{NULL}, "{\"type\":\"bind\",\"appid\":\"app\",\"id\":\"1\"}", "bind requires 'side'"},
-    {{BIND_S1, "{\"type\":\"allocate\"}"}, "{\"type\":\"allocate\",\"id\":\"2\"}",
+    {{BIND_S1, "{\"type\":\"allocate\"}"},
+     "{\"type\":\"allocate\",\"id\":\"2\"}",
      "you already allocated one, don't be greedy"},
     {{BIND_S1}, "{\"type\":\"claim\",\"id\":\"1\"}", "claim requires 'nameplate'"},
-    {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}"}, "{\"type\":\"claim\",\"nameplate\":\"6\"}",
+    {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}"},
+     "{\"type\":\"claim\",\"nameplate\":\"6\"}",
      "only one claim per connection"},
-    {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}"}, "{\"type\":\"claim\",\"nameplate\":\"5\"}",
+    {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}"},
+     "{\"type\":\"claim\",\"nameplate\":\"5\"}",
      "only one claim per connection"},
     {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}", "{\"type\":\"release\"}"},
-     "{\"type\":\"release\",\"nameplate\":\"5\"}", "only one release per connection"},
-    {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}"}, "{\"type\":\"release\",\"nameplate\":\"6\"}",
+     "{\"type\":\"release\",\"nameplate\":\"5\"}",
+     "only one release per connection"},
+    {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}"},
+     "{\"type\":\"release\",\"nameplate\":\"6\"}",
      "release and claim must use same nameplate"},
     {{BIND_S1}, "{\"type\":\"release\",\"id\":9}", "release without nameplate must follow claim"},
-    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"}, "{\"type\":\"open\",\"mailbox\":\"m2\"}",
+    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
+     "{\"type\":\"open\",\"mailbox\":\"m2\"}",
      "only one open per connection"},
-    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"}, "{\"type\":\"open\",\"mailbox\":\"m1\"}",
+    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
+     "{\"type\":\"open\",\"mailbox\":\"m1\"}",
      "only one open per connection"},
     {{BIND_S1}, "{\"type\":\"open\"}", "open requires 'mailbox'"},
-    {{BIND_S1}, "{\"type\":\"add\",\"phase\":\"p\",\"body\":\"b\"}", "must open mailbox before adding"},
-    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"}, "{\"type\":\"add\",\"body\":\"b\"}",
+    {{BIND_S1},
+     "{\"type\":\"add\",\"phase\":\"p\",\"body\":\"b\"}",
+     "must open mailbox before adding"},
+    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
+     "{\"type\":\"add\",\"body\":\"b\"}",
      "missing 'phase'"},
-    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"}, "{\"type\":\"add\",\"phase\":\"p\"}",
+    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
+     "{\"type\":\"add\",\"phase\":\"p\"}",
      "missing 'body'"},
     {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}", "{\"type\":\"close\"}"},
-     "{\"type\":\"close\",\"mailbox\":\"m1\"}", "only one close per connection"},
-    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"}, "{\"type\":\"close\",\"mailbox\":\"m2\"}",
+     "{\"type\":\"close\",\"mailbox\":\"m1\"}",
+     "only one close per connection"},
+    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
+     "{\"type\":\"close\",\"mailbox\":\"m2\"}",
      "open and close must use same mailbox"},
-    {{BIND_S1}, "{\"type\":\"close\",\"mood\":\"happy\"}", "close without mailbox must follow open"},
+    {{BIND_S1},
+     "{\"type\":\"close\",\"mood\":\"happy\"}",
+     "close without mailbox must follow open"},
     /* Wrong types and lengths of fields. */
     {{NULL}, "{\"type\":\"bind\",\"appid\":1,\"side\":\"s1\"}", "'appid' must be a string"},
     {{NULL}, "{\"type\":\"bind\",\"appid\":\"app\",\"side\":null}", "'side' must be a string"},
     {{NULL}, "{\"type\":\"bind\",\"appid\":\"app\",\"side\":[\"s1\"]}", "'side' must be a string"},
     {{BIND_S1}, "{\"type\":\"claim\",\"nameplate\":5}", "'nameplate' must be a string"},
-    {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}"}, "{\"type\":\"release\",\"nameplate\":[]}",
+    {{BIND_S1, "{\"type\":\"claim\",\"nameplate\":\"5\"}"},
+     "{\"type\":\"release\",\"nameplate\":[]}",
      "'nameplate' must be a string"},
     {{BIND_S1}, "{\"type\":\"open\",\"mailbox\":{}}", "'mailbox' must be a string"},
-    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"}, "{\"type\":\"add\",\"phase\":1,\"body\":\"b\"}",
+    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
+     "{\"type\":\"add\",\"phase\":1,\"body\":\"b\"}",
      "'phase' must be a string"},
     {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
-     "{\"type\":\"add\",\"phase\":\"p\",\"body\":{\"x\":1}}", "'body' must be a string"},
-    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"}, "{\"type\":\"close\",\"mood\":true}",
+     "{\"type\":\"add\",\"phase\":\"p\",\"body\":{\"x\":1}}",
+     "'body' must be a string"},
+    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
+     "{\"type\":\"close\",\"mood\":true}",
      "'mood' must be a string"},
-    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"}, "{\"type\":\"close\",\"mailbox\":1}",
+    {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
+     "{\"type\":\"close\",\"mailbox\":1}",
      "'mailbox' must be a string"},
 };
 
@@ -835,19 +857,24 @@ static void test_field_lengths(void **state)
     const char *a256 = rep('a', 256), *a257 = rep('a', 257);
     const char *p256 = rep('p', 256), *p257 = rep('p', 257);
     const err_case_t cases[] = {
-        {{NULL}, F("{\"type\":\"bind\",\"appid\":\"app\",\"side\":\"%s\"}", s65),
+        {{NULL},
+         F("{\"type\":\"bind\",\"appid\":\"app\",\"side\":\"%s\"}", s65),
          "'side' is too long (at most 64 bytes)"},
-        {{NULL}, F("{\"type\":\"bind\",\"appid\":\"%s\",\"side\":\"s\"}", a257),
+        {{NULL},
+         F("{\"type\":\"bind\",\"appid\":\"%s\",\"side\":\"s\"}", a257),
          "'appid' is too long (at most 256 bytes)"},
-        {{BIND_S1}, F("{\"type\":\"claim\",\"nameplate\":\"%s\"}", s65),
+        {{BIND_S1},
+         F("{\"type\":\"claim\",\"nameplate\":\"%s\"}", s65),
          "'nameplate' is too long (at most 64 bytes)"},
-        {{BIND_S1}, F("{\"type\":\"open\",\"mailbox\":\"%s\"}", s65),
+        {{BIND_S1},
+         F("{\"type\":\"open\",\"mailbox\":\"%s\"}", s65),
          "'mailbox' is too long (at most 64 bytes)"},
         {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
          F("{\"type\":\"add\",\"phase\":\"%s\",\"body\":\"b\"}", p257),
          "'phase' is too long (at most 256 bytes)"},
         {{BIND_S1, "{\"type\":\"open\",\"mailbox\":\"m1\"}"},
-         F("{\"type\":\"close\",\"mood\":\"%s\"}", s65), "'mood' is too long (at most 64 bytes)"},
+         F("{\"type\":\"close\",\"mood\":\"%s\"}", s65),
+         "'mood' is too long (at most 64 bytes)"},
     };
     run_err_cases(cases, sizeof(cases) / sizeof(cases[0]));
 
@@ -1151,8 +1178,9 @@ static void test_add_echoes_exactly(void **state)
     (void)state;
     peer_t *a = side_conn("a");
     open_mb(a, "mbx");
-    cmd(a, "{\"type\":\"add\",\"phase\":\"ph\\u00e9\\n\",\"body\":\"\\\"q\\\" \\\\ \\ud83d\\ude00\","
-           "\"id\":1.5,\"extra\":true}");
+    cmd(a,
+        "{\"type\":\"add\",\"phase\":\"ph\\u00e9\\n\",\"body\":\"\\\"q\\\" \\\\ \\ud83d\\ude00\","
+        "\"id\":1.5,\"extra\":true}");
     expect_msg(a, "a", "ph\xc3\xa9\n", "\"q\" \\ \xf0\x9f\x98\x80", T0, "1.5");
     none(a);
 }
@@ -1415,7 +1443,8 @@ static void test_open_once(void **state)
     cmd_err(a, "{\"type\":\"open\",\"mailbox\":\"other\"}", "only one open per connection");
     assert_int_equal(st().mailboxes, 0);
     assert_int_equal(st().listeners, 0);
-    cmd_err(a, "{\"type\":\"add\",\"phase\":\"p\",\"body\":\"b\"}", "must open mailbox before adding");
+    cmd_err(a, "{\"type\":\"add\",\"phase\":\"p\",\"body\":\"b\"}",
+            "must open mailbox before adding");
     cmd_err(a, "{\"type\":\"close\",\"mailbox\":\"mbx\"}", "only one close per connection");
 }
 
@@ -1827,7 +1856,7 @@ static void test_usage_blurred(void **state)
     release(a, "4");
     const row_t *un = row(row_next(MB_OP_USAGE_NAMEPLATE, 0));
     assert_true(rreal(un, 1) == hour);
-    assert_true(rnull(un, 2)); /* one side: no waiting time */
+    assert_true(rnull(un, 2));       /* one side: no waiting time */
     assert_true(rreal(un, 3) == 30); /* durations are not blurred */
     assert_string_equal(rtext(un, 4), "lonely");
 }
@@ -2006,8 +2035,8 @@ static void test_restore(void **state)
     assert_int_equal(mb_restore_message(c, APP, "nosuch", "a", "p", "b", T0, NULL), 0);
     assert_int_equal(mb_restore_mailbox_side(c, APP, id, "c", 1, NULL, T0), 0); /* a third side */
     assert_int_equal(mb_restore_mailbox_side(c, APP, id, "a", 1, NULL, T0), 0); /* twice */
-    assert_int_equal(mb_restore_nameplate_side(c, APP, "9", "a", 1, T0), 0);   /* no nameplate */
-    assert_int_equal(mb_restore_mailbox(c, APP, id, 1, T0, 0), 0);               /* twice */
+    assert_int_equal(mb_restore_nameplate_side(c, APP, "9", "a", 1, T0), 0);    /* no nameplate */
+    assert_int_equal(mb_restore_mailbox(c, APP, id, 1, T0, 0), 0);              /* twice */
     assert_int_equal(mb_restore_mailbox_side(c, "noapp", id, "a", 1, NULL, T0), 0);
     assert_int_equal(mb_restore_mailbox(c, APP, rep('m', 65), 1, T0, 0), 0); /* too long */
     assert_int_equal(mb_restore_skipped(c), 7);
@@ -2056,7 +2085,11 @@ static void test_restore_invalid_utf8(void **state)
     mb_core_t *c = H.core;
     assert_int_equal(mb_restore_mailbox(c, APP, "mbx", 0, T0, 0), 0);
     assert_int_equal(mb_restore_mailbox_side(c, APP, "mbx", "a", 1, NULL, T0), 0);
-    assert_int_equal(mb_restore_message(c, APP, "mbx", "a", "pake", "\xff" "body", T0, NULL), 0);
+    assert_int_equal(mb_restore_message(c, APP, "mbx", "a", "pake",
+                                        "\xff"
+                                        "body",
+                                        T0, NULL),
+                     0);
     assert_int_equal(mb_restore_message(c, APP, "mbx", "s\xc3", "pake", "aa", T0, NULL), 0);
     assert_int_equal(mb_restore_message(c, APP, "mbx", "a", "ph\xe2\x82", "bb", T0, NULL), 0);
     assert_int_equal(mb_restore_message(c, APP, "mbx", "a", "version", "ok", T0 + 1, NULL), 0);
@@ -2290,8 +2323,8 @@ static void session_then_free(int free_conns_first)
     for (int i = 0; i < 4; i++)
         assert_non_null(c[i] = mb_conn_new(core, (uint64_t)i + 1, "peer", NULL, T0));
     for (size_t i = 0; i < sizeof(script) / sizeof(script[0]); i++)
-        mb_conn_input(c[script[i][0][0] - 'a'], (const uint8_t *)script[i][1],
-                      strlen(script[i][1]), T0);
+        mb_conn_input(c[script[i][0][0] - 'a'], (const uint8_t *)script[i][1], strlen(script[i][1]),
+                      T0);
     mb_stats_t s;
     mb_core_stats(core, &s);
     assert_int_equal(s.connections, 4);
