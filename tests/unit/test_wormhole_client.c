@@ -137,10 +137,11 @@ static void cl_ws_send(void *ctx, const char *text, size_t len)
     peer_t *p = ctx;
     assert_true(p->conn != 0 && !p->opening);
     push(D_TO_SERVER, p->idx, p->conn, text, len);
-    p->wire = realloc(p->wire, p->wire_len + len + 1);
+    p->wire = realloc(p->wire, p->wire_len + len + 2);
     memcpy(p->wire + p->wire_len, text, len);
     p->wire_len += len;
     p->wire[p->wire_len++] = '\n';
+    p->wire[p->wire_len] = 0;
 }
 
 static void drop_conn(peer_t *p)
@@ -315,7 +316,6 @@ static int step(void)
                 mb_conn_input(p->mb, (const uint8_t *)it->text, it->len, net.now);
             break;
         case D_TO_CLIENT:
-            if (getenv("WH_TRACE")) fprintf(stderr, "-> %d %s\n", p->idx, it->text);
             wh_client_ws_message(p->c, it->text, it->len);
             break;
         }
