@@ -1322,10 +1322,22 @@ static int skip(mb_core_t *core)
     return 0;
 }
 
+/* Strings read back from the database go out in JSON: each must be UTF-8
+ * (a client could only have stored UTF-8, but the file may have been
+ * edited or damaged). NULL counts as fine. */
+static int text_ok(const char *s)
+{
+    if (s == NULL)
+        return 1;
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
 int mb_restore_mailbox(mb_core_t *core, const char *app, const char *id, int for_nameplate,
                        double updated, int crowded)
 {
-    if (strlen(app) > MB_APPID_MAX || strlen(id) > MB_MBID_MAX)
+    if (strlen(app) > MB_APPID_MAX || strlen(id) > MB_MBID_MAX || !text_ok(app) || !text_ok(id))
         return skip(core);
     mb_app_t *a = app_get(core, app, 1);
     if (a == NULL)
@@ -1344,7 +1356,7 @@ int mb_restore_mailbox_side(mb_core_t *core, const char *app, const char *mailbo
 {
     mb_mailbox_t *mb = mailbox_get(app_get(core, app, 0), mailbox);
     if (mb == NULL || mb->nsides >= 2 || strlen(side) > MB_SIDE_MAX || mbside_find(mb, side) >= 0 ||
-        (mood != NULL && strlen(mood) > MB_MOOD_MAX))
+        (mood != NULL && strlen(mood) > MB_MOOD_MAX) || !text_ok(side) || !text_ok(mood))
         return skip(core);
     mb_mbside_t *s = &mb->sides[mb->nsides++];
     memset(s, 0, sizeof(*s));
@@ -1361,8 +1373,15 @@ int mb_restore_message(mb_core_t *core, const char *app, const char *mailbox, co
                        const char *msg_id_json)
 {
     mb_mailbox_t *mb = mailbox_get(app_get(core, app, 0), mailbox);
-    if (mb == NULL)
+    if (mb == NULL || !text_ok(side) || !text_ok(phase) || !text_ok(body))
         return skip(core);
+    if (msg_id_json != NULL) {
+        /* The id is JSON text: it must read back as JSON, or it goes. */
+        json_t *id = json_loads(msg_id_json, JSON_DECODE_ANY, NULL);
+        if (id == NULL)
+            msg_id_json = NULL;
+        json_decref(id);
+    }
     mb_msg_t *m = msg_new(side, phase, body, server_rx, msg_id_json);
     if (m == NULL)
         return WB_ENOMEM;
@@ -1373,7 +1392,8 @@ int mb_restore_message(mb_core_t *core, const char *app, const char *mailbox, co
 int mb_restore_nameplate(mb_core_t *core, const char *app, const char *name, const char *mailbox,
                          int crowded)
 {
-    if (strlen(app) > MB_APPID_MAX || strlen(name) > MB_NAME_MAX || strlen(mailbox) > MB_MBID_MAX)
+    if (strlen(app) > MB_APPID_MAX || strlen(name) > MB_NAME_MAX || strlen(mailbox) > MB_MBID_MAX ||
+        !text_ok(app) || !text_ok(name) || !text_ok(mailbox))
         return skip(core);
     mb_app_t *a = app_get(core, app, 1);
     if (a == NULL)
@@ -1391,7 +1411,8 @@ int mb_restore_nameplate_side(mb_core_t *core, const char *app, const char *name
                               const char *side, int claimed, double added)
 {
     mb_nameplate_t *np = nameplate_get(app_get(core, app, 0), name);
-    if (np == NULL || np->nsides >= 2 || strlen(side) > MB_SIDE_MAX || npside_find(np, side) >= 0)
+    if (np == NULL || np->nsides >= 2 || strlen(side) > MB_SIDE_MAX || npside_find(np, side) >= 0 ||
+        !text_ok(side))
         return skip(core);
     mb_npside_t *s = &np->sides[np->nsides++];
     memset(s, 0, sizeof(*s));
