@@ -57,6 +57,9 @@ import traceback
 import websockets                      # python3-websockets (Debian, 10.4)
 import websockets.exceptions as wsx
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netns  # noqa: E402  (tests/interop/netns.py)
+
 NETNS_MARK = "WAYBILL_MAILBOX_PROTOCOL_NETNS"
 DEBIAN_PY = "/usr/bin/python3"
 TWIST = "/usr/bin/twist3"
@@ -96,41 +99,8 @@ def short(x, n=300):
 
 
 def enter_namespace():
-    """Re-exec under unshare unless already inside; inside, bring lo up."""
-    if os.environ.get(NETNS_MARK) == "1":
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        links = subprocess.run(["ip", "-o", "link", "show"], check=True,
-                               capture_output=True, text=True).stdout
-        names = [l.split(":")[1].strip() for l in links.splitlines() if ":" in l]
-        if names != ["lo"]:
-            sys.exit("FAIL setup: expected only 'lo' in the private network "
-                     "namespace, found %r" % names)
-        return
-    base = ["unshare", "--net", "--mount"]
-    # pid namespace: we become its pid 1, so nothing we start can outlive us
-    # (--kill-child SIGKILLs us when unshare itself is killed, e.g. by the
-    # ctest timeout). Fall back to net+mount only if that is refused.
-    full = base + ["--pid", "--fork", "--kill-child", "--mount-proc"]
-    err = ""
-    for cmd in (full, base):
-        try:
-            r = subprocess.run(cmd + ["true"], capture_output=True, text=True)
-        except OSError as e:
-            err = str(e)
-            continue
-        if r.returncode == 0:
-            env = dict(os.environ)
-            env[NETNS_MARK] = "1"
-            argv = cmd + [DEBIAN_PY, os.path.abspath(__file__)] + sys.argv[1:]
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.execvpe(argv[0], argv, env)
-        err = (r.stderr or r.stdout).strip()
-    print("FAIL setup: cannot create a private network namespace with "
-          "`unshare --net --mount` (%s). This test must run as root (it needs "
-          "CAP_SYS_ADMIN to unshare); it is not skipped on purpose." % err,
-          flush=True)
-    sys.exit(2)
+    """Re-exec in a private network namespace (tests/interop/netns.py)."""
+    netns.enter(NETNS_MARK)
 
 
 def raise_nofile(want=16384):
