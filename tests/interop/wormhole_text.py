@@ -43,6 +43,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netns  # noqa: E402  (tests/interop/netns.py)
+
 NETNS_MARK = "WAYBILL_WORMHOLE_TEXT_NETNS"
 DEBIAN_PY = "/usr/bin/python3"
 HOST = "127.0.0.1"
@@ -69,28 +72,8 @@ class Fail(Exception):
 
 
 def enter_namespace():
-    if os.environ.get(NETNS_MARK) == "1":
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        return
-    base = ["unshare", "--net", "--mount"]
-    full = base + ["--pid", "--fork", "--kill-child", "--mount-proc"]
-    err = ""
-    for cmd in (full, base):
-        try:
-            r = subprocess.run(cmd + ["true"], capture_output=True, text=True)
-        except OSError as e:
-            err = str(e)
-            continue
-        if r.returncode == 0:
-            env = dict(os.environ)
-            env[NETNS_MARK] = "1"
-            argv = cmd + [DEBIAN_PY, os.path.abspath(__file__)] + sys.argv[1:]
-            sys.stdout.flush()
-            os.execvpe(argv[0], argv, env)
-        err = (r.stderr or r.stdout).strip()
-    print("FAIL setup: cannot unshare a private network namespace (%s); this "
-          "test must run as root" % err, flush=True)
-    sys.exit(2)
+    """Re-exec in a private network namespace (tests/interop/netns.py)."""
+    netns.enter(NETNS_MARK, only_lo=False)
 
 
 def child_env(home):
