@@ -8,11 +8,11 @@ anything else on the machine.
 enter(mark) re-executes the calling script under `unshare` unless the
 environment variable `mark` says it already runs inside, then brings `lo`
 up. It prefers a pid namespace too (the script is its pid 1: nothing it
-starts can outlive it, even when the ctest timeout kills `unshare`) and a
-mount namespace with its own /proc, and falls back step by step: inside a
-chroot (the fresh-machine check, CI) `unshare --mount` cannot make `/`
-private, so there only the network and pid namespaces are made. A machine
-where not even `unshare --net` works fails the test: never a silent skip.
+starts can outlive it, even when the ctest timeout kills `unshare`) with its
+own /proc (so /proc/PID of a child is right), and falls back step by step:
+inside a chroot (the fresh-machine check, CI) `/` cannot be made private, so
+there propagation is left unchanged. A machine where not even
+`unshare --net` works fails the test: never a silent skip.
 """
 import os
 import subprocess
@@ -22,8 +22,12 @@ DEBIAN_PY = "/usr/bin/python3"
 
 CANDIDATES = [
     ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"],
-    ["unshare", "--net", "--pid", "--fork", "--kill-child"],
-    ["unshare", "--net", "--mount"],
+    # In a chroot `/` is not a mount point and cannot be made private; leave
+    # propagation alone (--mount-proc still makes /proc itself private
+    # before mounting the new one over it).
+    ["unshare", "--net", "--mount", "--propagation", "unchanged", "--pid", "--fork",
+     "--kill-child", "--mount-proc"],
+    ["unshare", "--net", "--mount", "--propagation", "unchanged"],
     ["unshare", "--net"],
 ]
 
