@@ -968,6 +968,11 @@ static void h_add(mb_conn_t *c, const wb_json_msg_t *m, double now)
         return;
     }
     msg_append(core, mb, msg);
+    /* Bodies are the clients' ciphertext (the pake is public by design):
+     * safe for a debug log, and what tells a key mismatch apart from a
+     * relay fault. */
+    wb_debug(MOD, "mailbox %s: side %s adds %s (%zu bytes): %.200s", mb->id, c->side, phase,
+             strlen(body), body);
     wb_value_t v[] = {wb_val_text(mb->app->id), wb_val_text(mb->id), wb_val_text(c->side),
                       wb_val_text(phase), wb_val_text(body), wb_val_real(now),
                       opt_text(msg_id(msg))};
