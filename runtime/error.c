@@ -1,5 +1,8 @@
 #include "runtime/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *wb_strerror(int err)
 {
     switch (err) {
@@ -26,4 +29,14 @@ const char *wb_err_name(int err)
 #undef WB__ERR_NAME
     }
     return "WB_UNKNOWN";
+}
+
+void wb_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

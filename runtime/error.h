@@ -8,6 +8,8 @@
 #ifndef WB_ERROR_H
 #define WB_ERROR_H
 
+#include <stddef.h>
+
 #define WB_ERRNO_MAP(X)                                                                            \
     X(ENOMEM, -1, "out of memory")                                                                 \
     X(EINVAL, -2, "invalid argument")                                                              \
@@ -40,5 +42,10 @@ const char *wb_strerror(int err);
 
 /* Name of an error code ("WB_ENOMEM"), for logs and test output. */
 const char *wb_err_name(int err);
+
+/* Write a reason into a caller's buffer, printf-style, when there is one
+ * (err NULL or errlen 0: nothing). For functions that return a code and
+ * take an optional `char *err, size_t errlen`. */
+void wb_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

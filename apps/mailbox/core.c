@@ -880,6 +880,22 @@ static void h_claim(mb_conn_t *c, const wb_json_msg_t *m, double now)
     emit(c, o, "claimed", now);
 }
 
+/* What a release or close is about: the name the command gave, which must
+ * be the one this connection claimed or opened if it did; else that one.
+ * NULL after sending the error. */
+static const char *given_or_own(mb_conn_t *c, const wb_json_msg_t *m, const char *given,
+                                const char *own, const char *differ, const char *missing,
+                                double now)
+{
+    if (given != NULL && own != NULL && strcmp(given, own) != 0) {
+        fail(c, m->obj, differ, now);
+        return NULL;
+    }
+    if (given == NULL && own == NULL)
+        fail(c, m->obj, missing, now);
+    return given != NULL ? given : own;
+}
+
 static void h_release(mb_conn_t *c, const wb_json_msg_t *m, double now)
 {
     const char *name;
@@ -889,15 +905,9 @@ static void h_release(mb_conn_t *c, const wb_json_msg_t *m, double now)
     }
     if (!field(c, m, "nameplate", MB_NAME_MAX, NULL, &name, now))
         return;
-    if (name != NULL) {
-        if (c->claimed != NULL && strcmp(name, c->claimed) != 0) {
-            fail(c, m->obj, "release and claim must use same nameplate", now);
-            return;
-        }
-    } else if ((name = c->claimed) == NULL) {
-        fail(c, m->obj, "release without nameplate must follow claim", now);
+    if ((name = given_or_own(c, m, name, c->claimed, "release and claim must use same nameplate",
+                             "release without nameplate must follow claim", now)) == NULL)
         return;
-    }
     mb_app_t *a = app_get(c->core, c->appid, 0);
     release_nameplate(c->core, a, name, c->side, now);
     app_maybe_free(c->core, a);
@@ -999,15 +1009,9 @@ static void h_close(mb_conn_t *c, const wb_json_msg_t *m, double now)
     if (!field(c, m, "mailbox", MB_MBID_MAX, NULL, &id, now) ||
         !field(c, m, "mood", MB_MOOD_MAX, NULL, &mood, now))
         return;
-    if (id != NULL) {
-        if (c->opened != NULL && strcmp(id, c->opened) != 0) {
-            fail(c, m->obj, "open and close must use same mailbox", now);
-            return;
-        }
-    } else if ((id = c->opened) == NULL) {
-        fail(c, m->obj, "close without mailbox must follow open", now);
+    if ((id = given_or_own(c, m, id, c->opened, "open and close must use same mailbox",
+                           "close without mailbox must follow open", now)) == NULL)
         return;
-    }
     mb_mailbox_t *mb = c->mb;
     mb_app_t *a = app_get(core, c->appid, 0);
     if (mb == NULL && (mb = mailbox_get(a, id)) == NULL) {

@@ -21,16 +21,6 @@
 extern const char *const wb__wh_words_even[256];
 extern const char *const wb__wh_words_odd[256];
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int all_digits(const char *s, size_t n)
 {
     if (n == 0)
@@ -128,12 +118,12 @@ int wb_wh_code_validate(const char *code, size_t len, char *err, size_t errlen)
 {
     WB_ASSERT(code != NULL || len == 0);
     if (memchr(code, ' ', len) != NULL) {
-        say(err, errlen, "code '%.*s' contains spaces", (int)len, code);
+        wb_errf(err, errlen, "code '%.*s' contains spaces", (int)len, code);
         return WB_EINVAL;
     }
     size_t np = wb_wh_code_nameplate_len(code, len);
     if (!all_digits(code, np)) {
-        say(err, errlen, "nameplate '%.*s' must be numeric, with no spaces", (int)np, code);
+        wb_errf(err, errlen, "nameplate '%.*s' must be numeric, with no spaces", (int)np, code);
         return WB_EINVAL;
     }
     return 0;
@@ -152,15 +142,15 @@ int wb_wh_code_check_words(const char *code, size_t len, char *err, size_t errle
         size_t n = dash != NULL ? (size_t)(dash - w) : len - at;
         int want_odd = i % 2 == 1, odd = 0;
         if (n == 0) {
-            say(err, errlen, "word %u is empty", i);
+            wb_errf(err, errlen, "word %u is empty", i);
             return WB_ENOENT;
         }
         if (wb_wh_word_lookup(w, n, &odd) < 0) {
-            say(err, errlen, "word %u '%.*s' is not in the PGP word list", i, (int)n, w);
+            wb_errf(err, errlen, "word %u '%.*s' is not in the PGP word list", i, (int)n, w);
             return WB_ENOENT;
         }
         if (odd != want_odd) {
-            say(err, errlen, "word %u '%.*s' is from the %s list, word %u takes the %s list", i,
+            wb_errf(err, errlen, "word %u '%.*s' is from the %s list, word %u takes the %s list", i,
                 (int)n, w, odd ? "odd" : "even", i, want_odd ? "odd" : "even");
             return WB_EINVAL;
         }

@@ -12,16 +12,6 @@
 #include "runtime/assert.h"
 #include "runtime/error.h"
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Info given in parts, so that purposes built from strings (appid +
  * "/transit-key") are streamed into HMAC rather than assembled. */
 typedef struct {
@@ -171,20 +161,20 @@ int wb_wh_box_open(const uint8_t key[WB_WH_KEY_LEN], const uint8_t *body, size_t
     WB_ASSERT(key != NULL && outlen != NULL);
     WB_ASSERT(body != NULL || len == 0);
     if (len < WB_WH_BOX_OVERHEAD) {
-        say(err, errlen, "encrypted body is %zu bytes, shorter than nonce and MAC (%d)", len,
+        wb_errf(err, errlen, "encrypted body is %zu bytes, shorter than nonce and MAC (%d)", len,
             WB_WH_BOX_OVERHEAD);
         return WB_EPROTO;
     }
     size_t n = len - WB_WH_BOX_OVERHEAD;
     if (outcap < n) {
-        say(err, errlen, "plaintext of %zu bytes does not fit in %zu", n, outcap);
+        wb_errf(err, errlen, "plaintext of %zu bytes does not fit in %zu", n, outcap);
         return WB_EINVAL;
     }
     WB_ASSERT(out != NULL || n == 0);
     uint8_t dummy;
     if (crypto_secretbox_open_easy(out != NULL ? out : &dummy, body + WB_WH_NONCE_LEN,
                                    len - WB_WH_NONCE_LEN, body, key) != 0) {
-        say(err, errlen, "decryption failed: wrong key (different code?) or altered message");
+        wb_errf(err, errlen, "decryption failed: wrong key (different code?) or altered message");
         return WB_ECORRUPT;
     }
     *outlen = n;

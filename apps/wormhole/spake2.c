@@ -29,16 +29,6 @@ const uint8_t wb__spake2_S[32] = {
 
 static const uint8_t identity[32] = {1};
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* n big-endian bytes (n <= 64) as a scalar mod L, little-endian. */
 static void scalar_from_be(const uint8_t *be, size_t n, uint8_t out[32])
 {
@@ -145,7 +135,7 @@ int wb__spake2_finish(wb_spake2_t *st, const uint8_t *peer, size_t len,
     WB_ASSERT(peer != NULL || len == 0);
     memset(key_out, 0, WB_SPAKE2_KEY_LEN);
     if (st->state != 1) {
-        say(err, errlen, st->state == 0 ? "finish before start" : "finish called twice");
+        wb_errf(err, errlen, st->state == 0 ? "finish before start" : "finish called twice");
         return WB_ESTATE;
     }
     st->state = 2;
@@ -154,23 +144,23 @@ int wb__spake2_finish(wb_spake2_t *st, const uint8_t *peer, size_t len,
     const char *why;
     uint8_t Z[32], K[32], transcript[5 * 32];
     if (len != WB_SPAKE2_MSG_LEN) {
-        say(err, errlen, "pake message is %zu bytes, not %d", len, WB_SPAKE2_MSG_LEN);
+        wb_errf(err, errlen, "pake message is %zu bytes, not %d", len, WB_SPAKE2_MSG_LEN);
         rc = WB_EPROTO;
         goto done;
     }
     if (peer[0] == 'A' || peer[0] == 'B') {
-        say(err, errlen, "pake message from side %c of asymmetric SPAKE2, not symmetric", peer[0]);
+        wb_errf(err, errlen, "pake message from side %c of asymmetric SPAKE2, not symmetric", peer[0]);
         rc = WB_EPROTO;
         goto done;
     }
     if (peer[0] != WB_SPAKE2_SIDE_SYM) {
-        say(err, errlen, "pake message has side byte 0x%02x, not 'S'", peer[0]);
+        wb_errf(err, errlen, "pake message has side byte 0x%02x, not 'S'", peer[0]);
         rc = WB_EPROTO;
         goto done;
     }
     const uint8_t *Y = peer + 1;
     if ((why = check_element(Y, st->outbound)) != NULL) {
-        say(err, errlen, "pake element refused: %s", why);
+        wb_errf(err, errlen, "pake element refused: %s", why);
         rc = WB_EINVAL;
         goto done;
     }
@@ -179,7 +169,7 @@ int wb__spake2_finish(wb_spake2_t *st, const uint8_t *peer, size_t len,
      * with our password; python-spake2 would carry on with K = identity. */
     (void)crypto_core_ed25519_sub(Z, Y, st->pw_S);
     if (memcmp(Z, identity, 32) == 0 || crypto_scalarmult_ed25519_noclamp(K, st->x, Z) != 0) {
-        say(err, errlen, "pake element refused: it cancels the password blinding out");
+        wb_errf(err, errlen, "pake element refused: it cancels the password blinding out");
         rc = WB_EINVAL;
         goto done;
     }
