@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,7 +383,9 @@ static int on_verifier(run_t *r, const wh_event_t *ev)
 
 static int run_wormhole(opts_t *o)
 {
-    wb_cli_block_signals();
+    /* SIGINT and SIGTERM keep their default: the user ends a wait with ^C.
+     * Nothing is left behind that the mailbox server would not prune. */
+    signal(SIGPIPE, SIG_IGN);
     run_t r = {.o = o};
     wb_rt_config_t rtc;
     wb_rt_config_init(&rtc);
