@@ -37,6 +37,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,6 +54,10 @@
 #define CACHE_BUCKETS   128
 #define DEFAULT_BUSY_MS 5000
 #define OPEN_FLAGS      (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX)
+/* WAL pages after which the checkpointer is asked to run (8 MiB), and after
+ * which the lane checkpoints itself (64 MiB): see wb_db_config_t. */
+#define CKPT_PAGES      2048
+#define WAL_LIMIT_PAGES 16384
 
 typedef struct {
     sqlite3_stmt *stmt; /* NULL: free entry */
@@ -63,9 +68,24 @@ typedef struct {
     int next;      /* next entry in the bucket, -1 ends */
 } cache_ent_t;
 
+/* The checkpointer: a thread with its own connection that copies the WAL
+ * back into the database file (PASSIVE: it never waits for, nor blocks, the
+ * lane's writes), so the lane never stalls for a checkpoint's writes and
+ * fsync. The lane's WAL hook asks for a run once the WAL has CKPT_PAGES. */
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int live, want, stop;
+    uint64_t runs; /* under mu */
+    sqlite3 *db;
+} ckpt_t;
+
 typedef struct {
     wb_rt_t *rt;
     const wb_db_config_t *cfg;
+    ckpt_t ck;
+    int wal; /* the main file is in WAL mode */
     wb_event_t *token; /* the event whose payload this state is, once taken */
 
     sqlite3 *db; /* NULL when not open */
@@ -78,6 +98,7 @@ typedef struct {
     int txn_full;      /* this transaction commits with synchronous=FULL */
     wb_event_t **pend; /* results held until the commit, BATCH_MAX slots */
     size_t npend;
+    size_t nquiet; /* quiet requests done in this transaction (no result held) */
 
     cache_ent_t cache[CACHE_SIZE];
     int buckets[CACHE_BUCKETS];
@@ -330,8 +351,9 @@ static void fail_pending(db_t *s, int code, const char *msg)
 
 static void end_txn(db_t *s)
 {
-    if (s->npend > s->st.max_batch)
-        s->st.max_batch = s->npend;
+    if (s->npend + s->nquiet > s->st.max_batch)
+        s->st.max_batch = s->npend + s->nquiet;
+    s->nquiet = 0;
     s->in_txn = 0;
     if (s->txn_full) {
         s->txn_full = 0;
@@ -404,7 +426,7 @@ static void deliver(db_t *s, const wb_event_t *req, wb_event_t *res)
         return;
     }
     s->pend[s->npend++] = res;
-    if (s->npend == BATCH_MAX)
+    if (s->npend + s->nquiet >= BATCH_MAX)
         txn_commit(s);
 }
 
@@ -413,6 +435,11 @@ static void stats_rows(db_t *s)
 {
     enum { N = sizeof(wb_db_stats_t) / sizeof(uint64_t) };
     uint64_t f[N];
+    if (s->ck.live) {
+        pthread_mutex_lock(&s->ck.mu);
+        s->st.checkpoints = s->ck.runs;
+        pthread_mutex_unlock(&s->ck.mu);
+    }
     memcpy(f, &s->st, sizeof(f));
     wb__db_res_begin(&s->rb, N);
     wb__db_res_row(&s->rb);
@@ -766,8 +793,11 @@ reply:
         sqlite3_clear_bindings(st); /* they point into req, overwritten or freed next */
     }
     if (code == 0 && (h.flags & WB_DB_QUIET) && h.kind != WB__DB_REQ_STATS) {
-        /* Success goes unanswered: the request ends here. */
+        /* Success goes unanswered: the request ends here, but it counts
+         * towards the transaction's size like an answered one. */
         wb_event_free(req);
+        if (s->in_txn && ++s->nquiet + s->npend >= BATCH_MAX)
+            txn_commit(s);
         return 1;
     }
     if (code == 0) {
@@ -818,6 +848,8 @@ static int set_wal(db_t *s, const char *schema)
     const char *mode = (const char *)sqlite3_column_text(st, 0);
     if (mode == NULL || (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0))
         wb_warn("db", "%s: journal mode is %s, not wal", s->cfg->path, mode ? mode : "?");
+    if (strcmp(schema, "main") == 0)
+        s->wal = mode != NULL && strcmp(mode, "wal") == 0;
     sqlite3_finalize(st);
     return 0;
 }
@@ -885,6 +917,95 @@ static int migrate(db_t *s, const char *schema, const char *path, const char *co
     return 0;
 }
 
+/* ---- the checkpointer ------------------------------------------------------- */
+
+static void *ckpt_main(void *arg)
+{
+    ckpt_t *ck = arg;
+    pthread_mutex_lock(&ck->mu);
+    for (;;) {
+        while (!ck->want && !ck->stop)
+            pthread_cond_wait(&ck->cv, &ck->mu);
+        if (ck->stop)
+            break;
+        ck->want = 0;
+        pthread_mutex_unlock(&ck->mu);
+        int rc = sqlite3_wal_checkpoint_v2(ck->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            wb_warn("db", "checkpoint: %s", sqlite3_errmsg(ck->db));
+        pthread_mutex_lock(&ck->mu);
+        ck->runs++;
+    }
+    pthread_mutex_unlock(&ck->mu);
+    return NULL;
+}
+
+/* Start the checkpointer; if it cannot start, SQLite's own inline
+ * checkpoints stay (the WAL hook runs them). */
+static void ckpt_start(db_t *s)
+{
+    ckpt_t *ck = &s->ck;
+    if (sqlite3_open_v2(s->cfg->path, &ck->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        wb_warn("db", "%s: no background checkpointer: %s", s->cfg->path,
+                ck->db != NULL ? sqlite3_errmsg(ck->db) : "out of memory");
+        sqlite3_close(ck->db);
+        ck->db = NULL;
+        return;
+    }
+    sqlite3_busy_timeout(ck->db, 1000);
+    pthread_mutex_init(&ck->mu, NULL);
+    pthread_cond_init(&ck->cv, NULL);
+    ck->want = ck->stop = 0;
+    if (pthread_create(&ck->thread, NULL, ckpt_main, ck) != 0) {
+        pthread_mutex_destroy(&ck->mu);
+        pthread_cond_destroy(&ck->cv);
+        sqlite3_close(ck->db);
+        ck->db = NULL;
+        return;
+    }
+    ck->live = 1;
+}
+
+static void ckpt_stop(db_t *s)
+{
+    ckpt_t *ck = &s->ck;
+    if (!ck->live)
+        return;
+    pthread_mutex_lock(&ck->mu);
+    ck->stop = 1;
+    pthread_cond_signal(&ck->cv);
+    pthread_mutex_unlock(&ck->mu);
+    pthread_join(ck->thread, NULL);
+    pthread_mutex_destroy(&ck->mu);
+    pthread_cond_destroy(&ck->cv);
+    sqlite3_close(ck->db);
+    ck->db = NULL;
+    ck->live = 0;
+}
+
+/* After each commit, per file: past the soft mark the main file's WAL goes
+ * to the checkpointer, an attached file's is checkpointed here; past the
+ * hard mark the main file's is checkpointed here too (BUSY when the
+ * checkpointer is at it: then the next commit tries again). */
+static int wal_hook(void *arg, sqlite3 *db, const char *schema, int pages)
+{
+    db_t *s = arg;
+    uint32_t soft = s->cfg->ckpt_pages ? s->cfg->ckpt_pages : CKPT_PAGES;
+    uint32_t hard = s->cfg->wal_limit_pages ? s->cfg->wal_limit_pages : WAL_LIMIT_PAGES;
+    if ((uint32_t)pages < soft)
+        return SQLITE_OK;
+    if (s->ck.live && strcmp(schema, "main") == 0 && (uint32_t)pages < hard) {
+        pthread_mutex_lock(&s->ck.mu);
+        s->ck.want = 1;
+        pthread_cond_signal(&s->ck.cv);
+        pthread_mutex_unlock(&s->ck.mu);
+    } else {
+        sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    }
+    return SQLITE_OK;
+}
+
 static void db_close(db_t *s, int send)
 {
     if (s->db != NULL && send)
@@ -905,6 +1026,7 @@ static void db_close(db_t *s, int send)
     sqlite3_finalize(s->commit);
     sqlite3_finalize(s->rollback);
     s->begin = s->commit = s->rollback = NULL;
+    ckpt_stop(s);
     if (s->db != NULL) {
         int rc = sqlite3_close_v2(s->db);
         if (rc != SQLITE_OK)
@@ -963,9 +1085,8 @@ static int db_open(db_t *s)
     /* The one connection may keep a large page cache, and checkpoints (each
      * an fsync of the database on this thread) come every 32 MiB of WAL
      * rather than every 4 MiB. */
-    if ((rc = exec(s, "PRAGMA cache_size=-65536")) != SQLITE_OK ||
-        (rc = exec(s, "PRAGMA wal_autocheckpoint=8192")) != SQLITE_OK)
-        return open_fail(s, map_rc(rc), "cache_size, wal_autocheckpoint");
+    if ((rc = exec(s, "PRAGMA cache_size=-65536")) != SQLITE_OK)
+        return open_fail(s, map_rc(rc), "cache_size");
     if ((code = migrate(s, "main", cfg->path, cfg->migrations, cfg->n_migrations)) != 0)
         return code;
     for (size_t i = 0; i < cfg->n_attach; i++)
@@ -989,6 +1110,11 @@ static int db_open(db_t *s)
             return open_fail(s, code, what);
         }
     }
+    /* Checkpoints: the main file's in the background, attached ones inline
+     * (the hook replaces SQLite's own autocheckpoint). */
+    if (s->wal)
+        ckpt_start(s);
+    sqlite3_wal_hook(s->db, wal_hook, s);
     wb_debug("db", "%s: open, %zu operations", cfg->path, cfg->n_ops);
     return 0;
 }

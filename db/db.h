@@ -143,6 +143,14 @@ typedef struct {
     int busy_timeout_ms; /* default 5000 */
     const wb_db_attached_t *attach; /* attached at open, after the main file's migrations */
     size_t n_attach;
+    /* WAL checkpoints. Past ckpt_pages WAL pages a background thread with its
+     * own connection checkpoints (PASSIVE: it neither waits for nor blocks
+     * the lane's writes). Under writes that never pause it cannot finish a
+     * pass, and the WAL would grow; past wal_limit_pages the lane checkpoints
+     * itself between two transactions, a bounded stall. 0: defaults (2048 =
+     * 8 MiB, 16384 = 64 MiB with 4 KiB pages). */
+    uint32_t ckpt_pages;
+    uint32_t wal_limit_pages;
 } wb_db_config_t;
 
 enum {
@@ -191,6 +199,7 @@ typedef struct {
     uint64_t max_batch;       /* most requests in one transaction */
     uint64_t cache_hits;      /* SQL requests that found their statement prepared */
     uint64_t cache_misses;    /* SQL requests that had to prepare it */
+    uint64_t checkpoints;     /* WAL checkpoints run by the background checkpointer */
 } wb_db_stats_t;
 
 /* A request for the lane's counters; route and send it like any other. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -492,6 +493,51 @@ static void test_attach(void **state)
     assert_int_equal(wb_rt_new(&rt, &rc), 0);
     assert_int_equal(wb_db_attach(rt, &cfg), WB_EINVAL);
     wb_rt_free(rt);
+}
+
+/* The WAL is checkpointed in the background, and its size stays bounded
+ * even under writes that never pause (the lane checkpoints itself past
+ * wal_limit_pages). Small marks here: 256 pages (1 MiB) and 1024 (4 MiB). */
+static void test_background_checkpoint(void **state)
+{
+    int det = *(int *)*state;
+    char path[256], wal[300];
+    tpath(path, sizeof(path), "ckpt");
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    wb_db_config_t cfg = kv_cfg(path);
+    cfg.ckpt_pages = 256;
+    cfg.wal_limit_pages = 1024;
+    h_t h;
+    assert_int_equal(h_start(&h, det, &cfg), 0);
+    char blob[200];
+    memset(blob, 'x', sizeof(blob));
+    long maxwal = 0;
+    /* 60,000 rows of ~220 bytes (~13 MiB of pages) as fast as they go. */
+    enum { ROWS = 60000, STEP = 2000 };
+    for (int i = 0; i < ROWS; i += STEP) {
+        for (int k = i; k < i + STEP; k++) {
+            char key[32];
+            snprintf(key, sizeof(key), "k%d", k);
+            wb_value_t v[2] = {wb_val_text(key), wb_val_blob(blob, sizeof(blob))};
+            h_send(&h, wb_db_request_op(0, v, 2, WB_DB_QUIET), 1);
+        }
+        struct stat sb;
+        if (stat(wal, &sb) == 0 && sb.st_size > maxwal)
+            maxwal = sb.st_size;
+    }
+    assert_int_equal(h_int(&h, "SELECT count(*) FROM kv"), ROWS);
+    struct stat sb;
+    if (stat(wal, &sb) == 0 && sb.st_size > maxwal)
+        maxwal = sb.st_size;
+    wb_db_stats_t st;
+    h_stats(&h, &st);
+    /* Without checkpoints the WAL would hold all ~13 MiB (and more: pages
+     * are written again by later transactions). One transaction may take
+     * up to BATCH_MAX requests (~2.5 MiB here) past the hard mark. */
+    print_message("WAL high water %ld kB, %llu background checkpoints\n", maxwal / 1024,
+                  (unsigned long long)st.checkpoints);
+    assert_true(maxwal < 8L << 20);
+    h_stop(&h);
 }
 
 static void test_bad_op_fails_start(void **state)
@@ -1401,6 +1447,7 @@ int main(void)
         BOTH(test_named_ops),
         BOTH(test_quiet),
         BOTH(test_attach),
+        BOTH(test_background_checkpoint),
         BOTH(test_handlers),
         BOTH(test_bad_op_fails_start),
         cmocka_unit_test(test_group_commit_det),
