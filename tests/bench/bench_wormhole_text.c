@@ -22,6 +22,9 @@
  *   receiver  the receiver exited (the headline figure: "printed the text and
  *             exited 0")
  *   both      both processes exited.
+ * The cpu time both processes used (wait4) is printed beside them: on a
+ * machine shared with other work the wall time of the Python pair, about a
+ * second of cpu at start-up, moves with the load; its cpu time does not.
  * Every run is checked: both exit 0 and the receiver printed exactly the text
  * (a space and non-ASCII) and a newline. A failure or a hang (RUN_TIMEOUT_NS)
  * is broken, not slow: the pair stops, `# ERROR:` shows both programs' exit
@@ -61,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -102,7 +106,7 @@ typedef struct {
     int available;
     int broken;
     int runs_done;
-    bench_samples_t printed, receiver, both;
+    bench_samples_t printed, receiver, both, cpu;
 } pair_res_t;
 
 static pair_res_t results[NSERVER][NCLIENT];
@@ -306,19 +310,22 @@ static void client_argv(int client, int sender, const char *url, const char *cod
 }
 
 typedef struct {
-    double printed_ms, receiver_ms, both_ms;
+    double printed_ms, receiver_ms, both_ms, cpu_ms;
 } times_t;
 
-/* Reap whichever of the two has exited. */
-static void reap(pid_t pid, int *done, int *status, uint64_t *t, uint64_t now)
+/* Reap pid if it has exited: when, and the cpu time it used (ms) added. */
+static void reap(pid_t pid, int *done, int *status, uint64_t *t, uint64_t now, double *cpu_ms)
 {
+    struct rusage ru;
     if (*done)
         return;
-    pid_t r = waitpid(pid, status, WNOHANG);
+    pid_t r = wait4(pid, status, WNOHANG, &ru);
     if (r == pid) {
         bench_proc_forget(pid);
         *done = 1;
         *t = now;
+        *cpu_ms += (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                   (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
     } else if (r < 0) {
         BENCH_FAIL("waitpid %d: %s", (int)pid, strerror(errno));
     }
@@ -355,6 +362,7 @@ static int exchange(int client, const char *url, const char *tag, times_t *out)
     fcntl(p[0], F_SETFL, O_NONBLOCK);
 
     uint64_t deadline = t0 + RUN_TIMEOUT_NS, t_print = 0, t_snd = 0, t_rcv = 0;
+    double cpu_ms = 0;
     int snd_done = 0, rcv_done = 0, snd_st = 0, rcv_st = 0, out_open = 1, timed_out = 0;
     while (!snd_done || !rcv_done) {
         uint64_t now = bench_now_ns();
@@ -386,8 +394,8 @@ static int exchange(int client, const char *url, const char *tag, times_t *out)
             struct signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
                 ;
-            reap(snd, &snd_done, &snd_st, &t_snd, now);
-            reap(rcv, &rcv_done, &rcv_st, &t_rcv, now);
+            reap(snd, &snd_done, &snd_st, &t_snd, now, &cpu_ms);
+            reap(rcv, &rcv_done, &rcv_st, &t_rcv, now, &cpu_ms);
         }
     }
     /* What the receiver wrote just before it exited may still be in the pipe. */
@@ -435,6 +443,7 @@ static int exchange(int client, const char *url, const char *tag, times_t *out)
         return -1;
     }
     out->printed_ms = (t_print - t0) / 1e6;
+    out->cpu_ms = cpu_ms;
     out->receiver_ms = (t_rcv - t0) / 1e6;
     out->both_ms = ((t_snd > t_rcv ? t_snd : t_rcv) - t0) / 1e6;
     return 0;
@@ -477,9 +486,9 @@ static void print_pair(pair_res_t *r)
         return;
     const char *c = CLIENTS[r->client].name;
     printf("# %s->%s via %s: %d runs (after 1 warm-up); printed at median %.2f ms; receiver "
-           "exited %.2f..%.2f ms, both %.2f..%.2f ms\n",
+           "exited %.2f..%.2f ms, both %.2f..%.2f ms; cpu of both processes %.1f ms (median)\n",
            c, c, SERVERS[r->server], r->runs_done, bench_med(&r->printed), smin(&r->receiver),
-           smax(&r->receiver), smin(&r->both), smax(&r->both));
+           smax(&r->receiver), smin(&r->both), smax(&r->both), bench_med(&r->cpu));
     pair_name(name, sizeof(name), r, "_ms");
     bench_print2(name, bench_med(&r->receiver), "ms");
     pair_name(name, sizeof(name), r, "_p90_ms");
@@ -527,6 +536,7 @@ static void run_one(pair_res_t *r, const char *url, int counted)
     }
     if (counted) {
         bench_add(&r->printed, t.printed_ms);
+        bench_add(&r->cpu, t.cpu_ms);
         bench_add(&r->receiver, t.receiver_ms);
         bench_add(&r->both, t.both_ms);
         r->runs_done++;
