@@ -7,11 +7,12 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config
   # libraries (see docs/architecture.md for why each is here)
-  libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev libwslay-dev libhttp-parser-dev libjansson-dev libunistring-dev
+  libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev libwslay-dev libhttp-parser-dev libjansson-dev libunistring-dev libedit-dev
+  libssl-dev ca-certificates
   # tests: unit, sanitizers, fuzzing, leak checks
   libcmocka-dev clang libclang-rt-14-dev valgrind
   # interop peers
-  python3-websockets magic-wormhole wormhole-william python3-magic-wormhole-mailbox-server
+  python3-websockets python3-openssl openssl magic-wormhole wormhole-william python3-magic-wormhole-mailbox-server
   magic-wormhole-transit-relay iproute2 util-linux procps
   # benchmarks: the anchors we measure against in the same run
   libzmq3-dev liburcu-dev libck-dev redis-server redis-tools
