@@ -45,6 +45,22 @@
  * the listener or dialer owns; connections copy what they need from it at
  * creation (wb_ws_new), so a listener may go before its connections.
  *
+ * TLS (opts.tls). Each connection runs a wb_tls_t (tls.h) made at creation
+ * (a client's ClientHello waits in it for the connect). Ciphertext never
+ * enters the write queue: whatever TLS produces (handshake messages, alerts,
+ * records, close_notify) is written at once by tls_out, so it goes out in
+ * the order TLS made it. The write queue holds plaintext (framed messages,
+ * raw bytes, WebSocket output) exactly as without TLS; conn_flush encrypts
+ * it once the handshake is done, gathering small messages in a scratch
+ * buffer so they share records. Reads: the ciphertext is fed in, then
+ * tls_pump pulls plaintext TLS_PLAIN bytes at a time into a lane buffer and
+ * hands it to the framed/raw/WebSocket reader as if it had been read; when
+ * that reader holds a blob it stashes the rest of the piece and stops, and
+ * what TLS still has stays inside it until conn_pump comes back. The
+ * connection's timer is the TLS handshake's deadline, then (for a
+ * WebSocket) the upgrade's. SSL contexts live in a cache on the lane state,
+ * freed with it.
+ *
  * Per-address limit (opts.max_per_ip). A small open-addressing map on the
  * lane, (listener, peer address) -> connections alive, holds an entry only
  * while its count is above 0.
@@ -63,6 +79,7 @@
 #include "runtime/idmap.h"
 #include "runtime/log.h"
 #include "sockets/frame.h"
+#include "sockets/tls.h"
 #include "sockets/websocket.h"
 
 #define MOD        "tcp"
@@ -73,6 +90,10 @@
 
 #define WS_HEADER_MAX 14   /* a WebSocket frame header with a mask key */
 #define WS_FEED_CHUNK 4096 /* bytes given to wb_ws_feed at once: bounds what is held */
+
+#define TLS_PLAIN   16384       /* plaintext pulled at once (one record) */
+#define TLS_SCRATCH 16384       /* small messages gathered into one record */
+#define TLS_BATCH   (256u << 10) /* plaintext encrypted per write */
 
 #define DEF_MAX_CONNS   16384u
 #define DEF_READ_BUFFER 65536u
@@ -157,6 +178,10 @@ struct conn_s {
     wb_event_t *pq_head; /* sent before the upgrade: not yet framed */
     wb_event_t *pq_tail;
 
+    wb_tls_t *tls;        /* opts.tls: the TLS connection, else NULL */
+    uint32_t tls_timeout; /* its handshake timeout, ms */
+    uint8_t tls_open;     /* its handshake is done */
+
     wb_event_t *wq_head, *wq_tail; /* sent, not yet given to uv_write */
     size_t queued;                 /* bytes sent and not yet written */
     int bp;                        /* BACKPRESSURE said, WRITABLE not yet */
@@ -206,6 +231,9 @@ struct sockets_s {
     wb_event_t *token;
     struct ipent_s *ipmap; /* (listener, address) -> connections, for max_per_ip */
     uint32_t ipcap, ipn;
+    wb_tls_cache_t *tls_cache; /* SSL contexts, made when first needed */
+    uint8_t *tls_buf;          /* TLS_PLAIN bytes read, then TLS_SCRATCH to write */
+    size_t tls_scratch_len;
 };
 
 /* An entry of the per-address map; fam 0 marks a free slot. */
@@ -483,6 +511,8 @@ static void s_unref(sockets_t *s)
         return;
     free(s->rbuf);
     free(s->ipmap);
+    wb_tls_cache_free(s->tls_cache);
+    free(s->tls_buf);
     while (s->wr_free != NULL) {
         wr_t *w = s->wr_free;
         s->wr_free = w->next_free;
@@ -515,6 +545,16 @@ static int obj_add(sockets_t *s, obj_t *o, uint64_t id, wb_lane_t lane, uint64_t
     return 0;
 }
 
+/* Free the ws and tls blocks that the options of a request, listener or
+ * dialer own. */
+static void opts_free(wb_tcp_opts_t *o)
+{
+    free((void *)o->ws);
+    free((void *)o->tls);
+    o->ws = NULL;
+    o->tls = NULL;
+}
+
 static void obj_free(obj_t *o)
 {
     sockets_t *s = o->s;
@@ -530,8 +570,9 @@ static void obj_free(obj_t *o)
         if (c->ai != NULL)
             uv_freeaddrinfo(c->ai);
         wb_ws_free(c->ws);
+        wb_tls_free(c->tls);
     } else {
-        free((void *)o->opts.ws); /* the block ws_opts_copy made */
+        opts_free(&o->opts); /* the blocks ws_opts_copy and tls_opts_copy made */
     }
     free(o);
     s_unref(s);
@@ -640,6 +681,44 @@ static int conn_ws_new(conn_t *c, const wb_ws_opts_t *wo, int server, const char
     return wb_ws_new(&c->ws, server ? WB_WS_SERVER : WB_WS_CLIENT, &o, &cb, c);
 }
 
+/* The lane's SSL context cache and TLS buffers, made when first needed. */
+static wb_tls_cache_t *tls_cache(sockets_t *s)
+{
+    if (s->tls_buf == NULL && (s->tls_buf = malloc(TLS_PLAIN + TLS_SCRATCH)) == NULL)
+        return NULL;
+    if (s->tls_cache == NULL && wb_tls_cache_new(&s->tls_cache) != 0)
+        return NULL;
+    return s->tls_cache;
+}
+
+/* Make the context opts->tls needs now, so that a file that cannot be read
+ * is reported by the listener or dial. 0, or the code with the reason. */
+static int tls_prepare(sockets_t *s, const wb_tcp_opts_t *opts, int server, char *reason, size_t n)
+{
+    wb_tls_cache_t *cache = tls_cache(s);
+    if (cache == NULL) {
+        snprintf(reason, n, "out of memory");
+        return WB_ENOMEM;
+    }
+    return wb_tls_cache_prepare(cache, server ? WB_TLS_SERVER : WB_TLS_CLIENT, opts->tls, reason, n);
+}
+
+/* The connection's TLS, from opts->tls: server role for an accepted
+ * connection, client role (checking tls->server_name, else the dialed host)
+ * for a dial. The context was prepared by the listener or the dial. */
+static int conn_tls_new(conn_t *c, sockets_t *s, const wb_tls_opts_t *to, int server,
+                        const char *host)
+{
+    wb_tls_opts_t o = *to;
+    if (!server && o.server_name == NULL)
+        o.server_name = host;
+    c->tls_timeout = o.handshake_timeout_ms;
+    wb_tls_cache_t *cache = tls_cache(s);
+    if (cache == NULL)
+        return WB_ENOMEM;
+    return wb_tls_new(&c->tls, server ? WB_TLS_SERVER : WB_TLS_CLIENT, &o, cache, NULL, 0);
+}
+
 static conn_t *conn_new(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owner,
                         const wb_tcp_opts_t *opts, const char *host, uint16_t port, uint64_t cookie,
                         int server)
@@ -648,16 +727,16 @@ static conn_t *conn_new(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owne
     if (c == NULL)
         return NULL;
     c->o.kind = OBJ_CONN;
-    if (opts->ws != NULL && conn_ws_new(c, opts->ws, server, host) != 0) {
-        free(c);
-        return NULL;
-    }
-    if (obj_add(s, &c->o, id, lane, owner, opts, host, port) != 0) {
+    if ((opts->ws != NULL && conn_ws_new(c, opts->ws, server, host) != 0) ||
+        (opts->tls != NULL && conn_tls_new(c, s, opts->tls, server, host) != 0) ||
+        obj_add(s, &c->o, id, lane, owner, opts, host, port) != 0) {
         wb_ws_free(c->ws);
+        wb_tls_free(c->tls);
         free(c);
         return NULL;
     }
     c->o.opts.ws = NULL; /* the listener's or dialer's, or the request's */
+    c->o.opts.tls = NULL;
     c->cookie = cookie;
     wb_frame_decoder_init(&c->fr, opts->max_message);
     uv_timer_init(s->loop, &c->timer);
@@ -773,7 +852,7 @@ static void notify_dialer(conn_t *c, int was_open, int status, const char *reaso
 /* The owner has had OPENED for this connection. */
 static int conn_known(const conn_t *c)
 {
-    return c->state == C_OPEN && (c->ws == NULL || c->ws_open);
+    return c->state == C_OPEN && (c->ws != NULL ? c->ws_open : c->tls == NULL || c->tls_open);
 }
 
 /* Whether an ending connection owes its owner a CLOSED: one that opened, or
@@ -827,6 +906,9 @@ static int conn_read_start(conn_t *c)
 
 static int conn_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash);
 static int ws_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash);
+static int tls_pump(conn_t *c);
+static int tls_out(conn_t *c);
+static void tls_done(conn_t *c);
 
 /* Read on, unless a blob is held, the owner paused or the WebSocket has
  * ended: first what is stashed, then from the socket. */
@@ -842,6 +924,8 @@ static void conn_pump(conn_t *c)
         free(c->stash);
         c->stash = NULL;
     }
+    if (c->tls != NULL && tls_pump(c) != 0)
+        return;
     int rc = conn_read_start(c);
     if (rc != 0) {
         char reason[REASON_MAX];
@@ -889,7 +973,12 @@ static void conn_open(conn_t *c)
     uv_tcp_nodelay(c->tcp, 1);
     if (c->o.opts.keepalive_s > 0)
         uv_tcp_keepalive(c->tcp, 1, c->o.opts.keepalive_s);
-    if (c->ws != NULL) {
+    if (c->tls != NULL) {
+        /* The handshake first; a client's upgrade request waits for it. */
+        uv_timer_start(&c->timer, on_conn_timer, c->tls_timeout, 0);
+        if (tls_out(c) != 0 || (c->ws != NULL && ws_out(c, 0) != 0))
+            return;
+    } else if (c->ws != NULL) {
         uv_timer_start(&c->timer, on_conn_timer, c->ws_timeout, 0);
         if (ws_out(c, 0) != 0) /* a client's upgrade request */
             return;
@@ -971,6 +1060,9 @@ static void on_conn_timer(uv_timer_t *t)
         snprintf(reason, sizeof(reason), "connect %s: timed out after %u ms", where,
                  c->o.opts.connect_timeout_ms);
         conn_end(c, WB_ETIMEDOUT, reason);
+    } else if (c->state == C_OPEN && c->tls != NULL && !c->tls_open) {
+        wb_tls_timeout(c->tls); /* the TLS handshake took too long: DONE */
+        tls_done(c);
     } else if (c->state == C_OPEN && c->ws != NULL && !c->ws_open) {
         wb_ws_timeout(c->ws); /* the handshake took too long: DONE */
         ws_after(c, WB_ETIMEDOUT);
@@ -1003,6 +1095,11 @@ static void dial_start(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owner
         dial_failed(s, id, lane, owner, cookie, from_dialer, WB_EBUSY, reason);
         return;
     }
+    int rc;
+    if (opts->tls != NULL && (rc = tls_prepare(s, opts, 0, reason, sizeof(reason))) != 0) {
+        dial_failed(s, id, lane, owner, cookie, from_dialer, rc, reason);
+        return;
+    }
     conn_t *c = conn_new(s, id, lane, owner, opts, host, port, cookie, 0);
     if (c == NULL) {
         dial_failed(s, id, lane, owner, cookie, from_dialer, WB_ENOMEM, "out of memory");
@@ -1015,7 +1112,7 @@ static void dial_start(sockets_t *s, uint64_t id, wb_lane_t lane, uint64_t owner
     if (parse_literal(host, port, &ss) == 0) {
         conn_connect(c, (struct sockaddr *)&ss);
     } else {
-        int rc = resolve(&c->o);
+        rc = resolve(&c->o);
         if (rc != 0) {
             snprintf(reason, sizeof(reason), "resolve %s: %s", host, uv_strerror(rc));
             conn_end(c, wb_code(rc), reason);
@@ -1196,6 +1293,16 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->state != C_OPEN || nread == 0)
         return;
+    if (nread > 0 && c->tls != NULL) {
+        /* An error makes it DONE, which tls_pump reports. */
+        wb_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread);
+        tls_pump(c);
+        return;
+    }
+    if (nread == UV_EOF && c->tls != NULL && !c->tls_open) {
+        conn_end(c, WB_EPROTO, "tls: handshake failed: peer closed the connection");
+        return;
+    }
     if (nread > 0 && c->ws != NULL) {
         ws_feed(c, (const uint8_t *)buf->base, (size_t)nread, 0);
         return;
@@ -1328,10 +1435,16 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
+static void tls_flush(conn_t *c);
+
 /* Hand the queued messages to libuv, BATCH_MSGS per uv_write. */
 static void conn_flush(conn_t *c)
 {
     sockets_t *s = c->o.s;
+    if (c->tls != NULL) {
+        tls_flush(c);
+        return;
+    }
     while (c->wq_head != NULL && c->tcp != NULL) {
         wr_t *w = wr_get(s);
         if (w == NULL) {
@@ -1614,6 +1727,174 @@ static int ws_feed(conn_t *c, const uint8_t *p, size_t n, int from_stash)
     return 0;
 }
 
+/* ---- connections: TLS ------------------------------------------------------- */
+
+/* Write what TLS produced, now (see "TLS" at the top). 0, or -1 when the
+ * connection ended. */
+static int tls_out(conn_t *c)
+{
+    const uint8_t *p;
+    size_t n = c->tcp != NULL ? wb_tls_output(c->tls, &p) : 0;
+    if (n == 0)
+        return 0;
+    wb_event_t *ev = wb_event_new_copy(WB__EV_TCP_SEND, p, n);
+    wb_tls_output_done(c->tls);
+    wr_t *w = ev != NULL ? wr_get(c->o.s) : NULL;
+    if (w == NULL) {
+        if (ev != NULL)
+            wb_event_free(ev);
+        conn_end(c, WB_ENOMEM, "out of memory");
+        return -1;
+    }
+    atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
+    w->head = ev;
+    w->c = c;
+    w->bytes = n;
+    c->queued += n;
+    uv_buf_t b = uv_buf_init(ev->data, ev->len);
+    int rc = uv_write(&w->req, (uv_stream_t *)c->tcp, &b, 1, on_write);
+    if (rc != 0) {
+        wb_event_free(ev);
+        c->queued -= n;
+        wr_put(c->o.s, w);
+        char reason[REASON_MAX];
+        snprintf(reason, sizeof(reason), "write: %s", uv_strerror(rc));
+        conn_end(c, wb_code(rc), reason);
+        return -1;
+    }
+    return 0;
+}
+
+/* Encrypt the scratch buffer's bytes. */
+static int tls_put_end(conn_t *c)
+{
+    sockets_t *s = c->o.s;
+    size_t n = s->tls_scratch_len;
+    s->tls_scratch_len = 0;
+    return n > 0 ? wb_tls_write(c->tls, s->tls_buf + TLS_PLAIN, n) : 0;
+}
+
+/* Encrypt p[0..n), small pieces gathered so they share a record. */
+static int tls_put(conn_t *c, const uint8_t *p, size_t n)
+{
+    sockets_t *s = c->o.s;
+    if (s->tls_scratch_len + n > TLS_SCRATCH) {
+        int rc = tls_put_end(c);
+        if (rc != 0)
+            return rc;
+        if (n >= TLS_SCRATCH)
+            return wb_tls_write(c->tls, p, n);
+    }
+    if (n > 0)
+        memcpy(s->tls_buf + TLS_PLAIN + s->tls_scratch_len, p, n);
+    s->tls_scratch_len += n;
+    return 0;
+}
+
+/* conn_flush for TLS: once the handshake is done, encrypt the queued
+ * plaintext (TLS_BATCH at a time) and write it. */
+static void tls_flush(conn_t *c)
+{
+    if (c->tcp == NULL || c->wq_head == NULL || !c->tls_open)
+        return;
+    if (wb_tls_state(c->tls) != WB_TLS_OPEN) {
+        wq_free(c); /* closed or failed: nothing more can be sent */
+        return;
+    }
+    size_t batch = 0;
+    int rc = 0;
+    while (c->wq_head != NULL && rc == 0) {
+        wb_event_t *ev = c->wq_head;
+        c->wq_head = atomic_load_explicit(&ev->next, memory_order_relaxed);
+        if (c->wq_head == NULL)
+            c->wq_tail = NULL;
+        if (!c->o.opts.raw) {
+            uint8_t hdr[WB_FRAME_HEADER];
+            wb_frame_put_header(hdr, ev->len);
+            rc = tls_put(c, hdr, sizeof(hdr));
+        }
+        if (rc == 0)
+            rc = tls_put(c, ev->data, ev->len);
+        c->queued -= hdr_len(c) + (size_t)ev->len;
+        batch += hdr_len(c) + (size_t)ev->len;
+        wb_event_free(ev);
+        if (rc == 0 && (batch >= TLS_BATCH || c->wq_head == NULL)) {
+            rc = tls_put_end(c);
+            batch = 0;
+            if (rc == 0 && tls_out(c) != 0)
+                return;
+        }
+    }
+    c->o.s->tls_scratch_len = 0;
+    if (rc != 0)
+        tls_done(c); /* it failed: why is in its result */
+}
+
+/* The TLS handshake is done: a WebSocket's upgrade goes on (with its own
+ * deadline from now), else the owner hears OPENED. */
+static void tls_opened(conn_t *c)
+{
+    c->tls_open = 1;
+    wb_debug(MOD, "connection %" PRIu64 ": %s", c->o.id, wb_tls_version(c->tls));
+    if (c->ws != NULL) {
+        uv_timer_start(&c->timer, on_conn_timer, c->ws_timeout, 0);
+        if (c->wq_head != NULL)
+            mark_dirty(c); /* a client's upgrade request */
+    } else {
+        uv_timer_stop(&c->timer);
+        conn_announce(c);
+    }
+}
+
+/* TLS is done (the peer's close_notify, a failure, the timeout): write what
+ * it has left (an alert), then end the connection with its reason. */
+static void tls_done(conn_t *c)
+{
+    const char *why;
+    int rc = wb_tls_result(c->tls, &why);
+    if (tls_out(c) != 0 || c->state != C_OPEN)
+        return;
+    if (rc == 0) {
+        conn_finish(c, WB_ECLOSED, "peer closed");
+        return;
+    }
+    if (!c->tls_open && c->from_listener)
+        wb_debug(MOD, "connection %" PRIu64 ": %s; closing it", c->o.id, why);
+    else
+        wb_info(MOD, "connection %" PRIu64 ": %s; closing it", c->o.id, why);
+    conn_finish(c, rc, why);
+}
+
+/* Run TLS on what was fed: the handshake, then plaintext TLS_PLAIN bytes
+ * at a time to the stream's reader, until TLS needs more input (0), the
+ * reader holds a blob (1) or the connection ended (-1). */
+static int tls_pump(conn_t *c)
+{
+    uint8_t *plain = c->o.s->tls_buf;
+    for (;;) {
+        size_t got = 0;
+        wb_tls_read(c->tls, plain, TLS_PLAIN, &got);
+        if (tls_out(c) != 0)
+            return -1;
+        if (!c->tls_open && wb_tls_state(c->tls) == WB_TLS_OPEN) {
+            tls_opened(c);
+            if (c->state != C_OPEN)
+                return -1;
+        }
+        if (got > 0) {
+            int r = c->ws != NULL ? ws_feed(c, plain, got, 0) : conn_feed(c, plain, got, 0);
+            if (r != 0)
+                return r;
+            continue;
+        }
+        if (wb_tls_state(c->tls) == WB_TLS_DONE) {
+            tls_done(c);
+            return -1;
+        }
+        return 0;
+    }
+}
+
 /* ---- connections: closing --------------------------------------------------- */
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -1640,7 +1921,9 @@ static void conn_finish(conn_t *c, int status, const char *reason)
     if (conn_owes_closed(c, was_open))
         post(&c->o, WB_EV_TCP_CLOSED, status, c->cookie, reason);
     notify_dialer(c, was_open, status, reason);
-    if (c->state != C_OPEN) {
+    if (c->state != C_OPEN || (c->tls != NULL && !c->tls_open)) {
+        /* Nothing can be sent before the TLS handshake; an alert TLS had
+         * for the peer was written already. */
         conn_detach(c, 0);
         c->state = C_DEAD;
         conn_close_handles(c);
@@ -1651,6 +1934,11 @@ static void conn_finish(conn_t *c, int status, const char *reason)
     conn_flush(c);
     if (c->state != C_LINGER)
         return;
+    if (c->tls != NULL) {
+        wb_tls_close(c->tls); /* close_notify after what was queued */
+        if (tls_out(c) != 0)
+            return;
+    }
     int rc = uv_shutdown(&c->sreq, (uv_stream_t *)c->tcp, on_shutdown);
     if (rc != 0 || conn_read_start(c) != 0) {
         /* uv_shutdown failing leaves no request behind; a started one is
@@ -1813,16 +2101,19 @@ static void listener_new(sockets_t *s, const cmd_t *cmd)
         }
     }
     if (l == NULL) {
-        free((void *)cmd->opts.ws);
+        opts_free(&((cmd_t *)cmd)->opts);
         post_to(s, cmd->owner_lane, cmd->owner, cmd->id, WB_EV_TCP_LISTENING, WB_ENOMEM, 0,
                 "out of memory");
         return;
     }
     struct sockaddr_storage ss;
-    if (parse_literal(cmd->host, cmd->port, &ss) == 0) {
+    int rc;
+    if (l->o.opts.tls != NULL && (rc = tls_prepare(s, &l->o.opts, 1, reason, sizeof(reason))) != 0) {
+        listener_fail(l, rc, reason);
+    } else if (parse_literal(cmd->host, cmd->port, &ss) == 0) {
         listener_start(l, (struct sockaddr *)&ss);
     } else {
-        int rc = resolve(&l->o);
+        rc = resolve(&l->o);
         if (rc != 0) {
             snprintf(reason, sizeof(reason), "resolve %s: %s", cmd->host, uv_strerror(rc));
             listener_fail(l, wb_code(rc), reason);
@@ -1929,9 +2220,18 @@ static void dialer_new(sockets_t *s, const cmd_t *cmd)
         }
     }
     if (d == NULL) {
-        free((void *)cmd->opts.ws);
+        opts_free(&((cmd_t *)cmd)->opts);
         post_to(s, cmd->owner_lane, cmd->owner, cmd->id, WB_EV_TCP_CLOSED, WB_ENOMEM, 0,
                 "out of memory");
+        return;
+    }
+    char reason[REASON_MAX];
+    int rc;
+    if (d->o.opts.tls != NULL && (rc = tls_prepare(s, &d->o.opts, 0, reason, sizeof(reason))) != 0) {
+        /* Every attempt would fail the same way. */
+        post(&d->o, WB_EV_TCP_CLOSED, rc, 0, reason);
+        obj_kill(&d->o);
+        obj_release(&d->o);
         return;
     }
     uv_timer_init(s->loop, &d->timer);
@@ -1969,7 +2269,7 @@ static void on_cmd(sockets_t *s, const cmd_t *cmd)
         break;
     case CMD_DIAL:
         dial_start(s, cmd->id, cmd->owner_lane, cmd->owner, &cmd->opts, cmd->host, cmd->port, 0, 0);
-        free((void *)cmd->opts.ws); /* the connection has copied it */
+        opts_free(&((cmd_t *)cmd)->opts); /* the connection has copied them */
         break;
     case CMD_DIALER:
         dialer_new(s, cmd);
@@ -2020,7 +2320,8 @@ static void on_event(wb_rt_t *rt, void *ctx, wb_event_t *ev)
         if (ev->dst == 0 && ev->len == sizeof(cmd_t)) {
             cmd_t cmd;
             memcpy(&cmd, ev->data, sizeof(cmd));
-            ((cmd_t *)ev->data)->opts.ws = NULL; /* on_cmd owns it now */
+            ((cmd_t *)ev->data)->opts.ws = NULL; /* on_cmd owns them now */
+            ((cmd_t *)ev->data)->opts.tls = NULL;
             wb_event_free(ev);
             cmd.host[WB_TCP_HOST_MAX] = '\0';
             on_cmd(s, &cmd);
@@ -2207,6 +2508,14 @@ void wb_tcp_opts_init(wb_tcp_opts_t *o)
     /* write_hard_cap depends on the others: resolved in opts_resolve. */
 }
 
+#define PATH_MAX_ 4096
+
+/* NULL, or 1 to max bytes. */
+static int str_ok(const char *p, size_t max)
+{
+    return p == NULL || (p[0] != '\0' && strlen(p) <= max);
+}
+
 /* Defaults for zero fields, then the checks. */
 static int opts_resolve(const wb_tcp_opts_t *in, wb_tcp_opts_t *out)
 {
@@ -2240,6 +2549,12 @@ static int opts_resolve(const wb_tcp_opts_t *in, wb_tcp_opts_t *out)
             return WB_EINVAL;
         out->raw = 1;
         hdr = WS_HEADER_MAX;
+    }
+    if (out->tls != NULL) {
+        const wb_tls_opts_t *t = out->tls;
+        if (!str_ok(t->server_name, WB_TCP_HOST_MAX) || !str_ok(t->ca_file, PATH_MAX_) ||
+            !str_ok(t->cert_file, PATH_MAX_) || !str_ok(t->key_file, PATH_MAX_))
+            return WB_EINVAL;
     }
     if (out->write_hard_cap == 0) {
         size_t need = 2 * out->write_high + hdr + out->max_message;
@@ -2300,22 +2615,53 @@ static wb_ws_opts_t *ws_opts_copy(const wb_ws_opts_t *in)
     return o;
 }
 
+/* Copy tls, strings included, into one heap block (freed with free()), with
+ * its defaults filled in. NULL when out of memory. */
+static wb_tls_opts_t *tls_opts_copy(const wb_tls_opts_t *in)
+{
+    const char *strs[4] = {in->server_name, in->ca_file, in->cert_file, in->key_file};
+    size_t len[4], total = sizeof(wb_tls_opts_t);
+    for (int i = 0; i < 4; i++) {
+        len[i] = strs[i] != NULL ? strlen(strs[i]) + 1 : 0;
+        total += len[i];
+    }
+    wb_tls_opts_t *o = malloc(total);
+    if (o == NULL)
+        return NULL;
+    *o = *in;
+    char *p = (char *)(o + 1);
+    const char **dst[4] = {&o->server_name, &o->ca_file, &o->cert_file, &o->key_file};
+    for (int i = 0; i < 4; i++) {
+        if (strs[i] == NULL)
+            continue;
+        memcpy(p, strs[i], len[i]);
+        *dst[i] = p;
+        p += len[i];
+    }
+    if (o->handshake_timeout_ms == 0) {
+        wb_tls_opts_t d;
+        wb_tls_opts_init(&d);
+        o->handshake_timeout_ms = d.handshake_timeout_ms;
+    }
+    return o;
+}
+
 /* The free_cb of a command that carries a ws block: whoever has not taken
  * the block frees it with the command. */
 static void cmd_free(void *data, size_t len)
 {
     cmd_t *cmd = data;
     (void)len;
-    free((void *)cmd->opts.ws);
+    opts_free(&cmd->opts);
     free(cmd);
 }
 
-/* Post a request to the lane. cmd->opts.ws (if any) goes with it, posted
+/* Post a request to the lane. cmd->opts.ws and .tls (if any) go with it, posted
  * or not: it is freed on failure. */
 static int post_cmd(wb_rt_t *rt, const cmd_t *cmd)
 {
     wb_event_t *ev;
-    if (cmd->opts.ws == NULL) {
+    if (cmd->opts.ws == NULL && cmd->opts.tls == NULL) {
         ev = wb_event_new_copy(WB__EV_TCP_CMD, cmd, sizeof(*cmd));
     } else {
         cmd_t *copy = malloc(sizeof(*copy));
@@ -2324,7 +2670,7 @@ static int post_cmd(wb_rt_t *rt, const cmd_t *cmd)
         ev = copy != NULL ? wb_event_new_ext(WB__EV_TCP_CMD, copy, sizeof(*copy), cmd_free) : NULL;
         if (ev == NULL) {
             free(copy);
-            free((void *)cmd->opts.ws);
+            opts_free((wb_tcp_opts_t *)&cmd->opts);
         }
     }
     if (ev == NULL)
@@ -2349,8 +2695,17 @@ static int open_cmd(wb_rt_t *rt, int op, wb_lane_t owner_lane, uint64_t owner, c
         rc = opts_resolve(opts, &cmd.opts);
     if (rc != 0)
         return rc;
+    if (op == CMD_LISTEN && cmd.opts.tls != NULL &&
+        (cmd.opts.tls->cert_file == NULL || cmd.opts.tls->key_file == NULL))
+        return WB_EINVAL;
+    const wb_tls_opts_t *tls = cmd.opts.tls;
+    cmd.opts.tls = NULL;
     if (cmd.opts.ws != NULL && (cmd.opts.ws = ws_opts_copy(cmd.opts.ws)) == NULL)
         return WB_ENOMEM;
+    if (tls != NULL && (cmd.opts.tls = tls_opts_copy(tls)) == NULL) {
+        opts_free(&cmd.opts);
+        return WB_ENOMEM;
+    }
     cmd.op = (uint8_t)op;
     cmd.owner_lane = (uint8_t)owner_lane;
     cmd.owner = owner;

@@ -52,14 +52,18 @@
  *   WB_EPROTO    "peer closed in the middle of a message (10 of 100 bytes)";
  *                WebSocket: "websocket upgrade refused: HTTP 404",
  *                "websocket: protocol error (close 1002)", "websocket: text
- *                is not UTF-8 (close 1007)"
+ *                is not UTF-8 (close 1007)"; TLS: "tls: certificate verify
+ *                failed: certificate has expired (host localhost)", "tls:
+ *                handshake failed: peer closed the connection"
  *   WB_ETOOBIG   "message of 5000000 bytes exceeds maximum 1048576" (received
  *                or sent), "write queue overflow: 8388612 bytes queued, cap
  *                8388608"; WebSocket: "websocket: message too big (close
  *                1009)"
  *   WB_EIO       "connection reset", "connect 127.0.0.1:9: connection refused"
  *   WB_ETIMEDOUT "connect 10.0.0.1:9: timed out after 10000 ms", "websocket
- *                upgrade: no answer within 10000 ms"
+ *                upgrade: no answer within 10000 ms", "tls: handshake timed
+ *                out after 10000 ms"
+ *   WB_EINVAL    TLS: "tls: ca_file /x.pem: No such file or directory"
  *   WB_EBUSY     "too many connections (limit 16384)"
  *   WB_ENOENT    "resolve no.such.host: unknown node or service" (WB_EIO when
  *                the resolver itself failed)
@@ -165,6 +169,38 @@
  *   the handshake's state and wslay's buffers exist only while in use
  *   (websocket.h, "Memory"); docs/sockets.md has the measured figure.
  *
+ * TLS streams (opts.tls, through sockets/tls.h: OpenSSL with memory BIOs,
+ * run here on the network lane). A dial or dialer with opts.tls is a TLS
+ * client over its TCP connection; a listener with opts.tls (cert_file and
+ * key_file) makes its connections TLS servers. Framed, raw and WebSocket
+ * streams all run over it unchanged: the length prefixes, the raw bytes or
+ * the WebSocket upgrade and frames are the TLS plaintext.
+ *   Verification (clients) is on unless tls->insecure: the chain against
+ *   the system trust store or tls->ca_file, and the name tls->server_name
+ *   (NULL: the dialed host; an IP address is checked against the
+ *   certificate's addresses), TLS 1.2 at least. One context per distinct
+ *   CA file (or certificate and key) is made on the lane when first needed
+ *   (the file is read then) and shared by the connections.
+ *   OPENED comes only when the handshake (and the WebSocket upgrade, if
+ *   any) is done, within tls->handshake_timeout_ms of the TCP connect (the
+ *   upgrade has ws->handshake_timeout_ms more). A failed handshake ends a
+ *   dial with CLOSED WB_EPROTO and the reason ("tls: certificate verify
+ *   failed: hostname mismatch (host relay.example)", "tls: handshake failed:
+ *   wrong version number"), WB_ETIMEDOUT "tls: handshake timed out after
+ *   10000 ms"; for a dialer it is a failed attempt (RETRY with that text).
+ *   An accepted connection whose handshake fails is closed without the
+ *   owner hearing of it, as for a WebSocket. A CA file, certificate or key
+ *   that cannot be loaded: LISTENING or CLOSED WB_EINVAL "tls: ca_file
+ *   /x.pem: No such file or directory".
+ *   Messages sent before OPENED wait for the handshake. Queued bytes count
+ *   the plaintext until it is encrypted (just before the loop polls), then
+ *   the ciphertext until written.
+ *   Closing. wb_tcp_close: CLOSED(0) at once, then what is queued, then
+ *   close_notify, FIN and the linger. The peer's close_notify ends the
+ *   connection: CLOSED WB_ECLOSED "peer closed" (close_notify is answered).
+ *   Inbox refusal works as for the other streams: what is not yet delivered
+ *   stays as ciphertext or decrypted records inside TLS, or in the stash.
+ *
  * Every connection has TCP_NODELAY set.
  */
 #ifndef WB_TCP_H
@@ -175,6 +211,7 @@
 
 #include "runtime/event.h"
 #include "runtime/rt.h"
+#include "sockets/tls.h"
 #include "sockets/websocket.h"
 
 /* Event types: 512-767 belong to sockets/. */
@@ -229,6 +266,9 @@ typedef struct {
     /* Non-NULL: the connections speak WebSocket (see "WebSocket streams").
      * Copied, strings included, by the call it is given to. */
     const wb_ws_opts_t *ws;
+    /* Non-NULL: the connections run TLS (see "TLS streams"); a listener's
+     * needs cert_file and key_file. Copied, strings included, by the call. */
+    const wb_tls_opts_t *tls;
 } wb_tcp_opts_t;
 
 void wb_sockets_config_init(wb_sockets_config_t *cfg);
@@ -245,8 +285,9 @@ int wb_sockets_attach(wb_rt_t *rt, const wb_sockets_config_t *cfg);
  * also apply to the accepted connections. Beyond opts->max_connections (or
  * the lane's limit, or opts->max_per_ip from one address: logged at info
  * with the address) new connections are accepted and closed at once.
- * opts->ws (if any) is copied before this returns. Returns 0 with
- * *listener_id set, WB_EINVAL, WB_ENOMEM or WB_ECLOSED. */
+ * opts->ws and opts->tls (if any) are copied before this returns. Returns 0
+ * with *listener_id set, WB_EINVAL (also: opts->tls without cert_file and
+ * key_file), WB_ENOMEM or WB_ECLOSED. */
 int wb_tcp_listen(wb_rt_t *rt, wb_lane_t owner_lane, uint64_t owner, const char *host,
                   uint16_t port, const wb_tcp_opts_t *opts, uint64_t *listener_id);
 
