@@ -10,7 +10,14 @@
  * verifier) block only the main thread. What users see follows the Python
  * CLI (cli/cmd_send.py, cmd_receive.py, cli.py): the same lines on the same
  * streams, the same error texts where there is one.
+ *
+ * `waybill receive` without a code on a terminal reads it with libedit's
+ * readline() and completes it on Tab (apps/wormhole/complete.h): readline
+ * runs on the main thread; the completion callback asks the actor for the
+ * nameplate list and waits a little for the answer, which on_event keeps
+ * aside (the actor lane never waits for anyone).
  */
+#include <editline/readline.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -20,8 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "apps/cli/cli.h"
+#include "apps/wormhole/complete.h"
 #include "apps/wormhole/keys.h"
 #include "apps/wormhole/wormhole.h"
 #include "dispatch/json.h"
@@ -31,7 +40,7 @@
 
 /* Exit statuses (docs/send-receive.md). */
 enum {
-    X_OK = 0,
+    X_DONE = 0,
     X_ERROR = 1,       /* anything else: a protocol error, out of memory */
     X_USAGE = 2,       /* bad arguments */
     X_WRONG_CODE = 3,  /* key confirmation failed (scary) */
@@ -68,8 +77,52 @@ static struct {
     qev_t *head, *tail;
 } q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL};
 
+/* The latest nameplate list (WH_EV_NAMEPLATES), for the completer; gen
+ * counts the answers. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t gen;
+    char **ids;
+    size_t n;
+} nps = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, 0};
+
+static void nameplates_free(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
+static void on_nameplates(const char *text)
+{
+    json_t *a = json_loads(text, 0, NULL);
+    size_t n = json_is_array(a) ? json_array_size(a) : 0, k = 0;
+    char **ids = calloc(n + 1, sizeof(*ids));
+    for (size_t i = 0; ids != NULL && i < n; i++) {
+        const char *v = json_string_value(json_array_get(a, i));
+        if (v != NULL && (ids[k] = strdup(v)) != NULL)
+            k++;
+    }
+    json_decref(a);
+    pthread_mutex_lock(&nps.mu);
+    if (ids != NULL) {
+        nameplates_free(nps.ids, nps.n);
+        nps.ids = ids;
+        nps.n = k;
+    }
+    nps.gen++;
+    pthread_cond_broadcast(&nps.cv);
+    pthread_mutex_unlock(&nps.mu);
+}
+
 static void on_event(uint64_t id, const wh_event_t *ev, void *user)
 {
+    if (ev->type == WH_EV_NAMEPLATES) {
+        if (ev->text != NULL)
+            on_nameplates(ev->text);
+        return;
+    }
     qev_t *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return;
@@ -281,6 +334,112 @@ static char *read_all_stdin(void)
     return NULL;
 }
 
+/* ---- interactive code entry ------------------------------------------------------------ */
+
+#define LIST_WAIT_MS 1000 /* how long a Tab waits for the server's list */
+
+/* readline's callbacks take no context: the one code being typed. */
+static struct {
+    wb_rt_t *rt;
+    uint64_t id;
+    wb_wh_entry_t entry;
+    wb_wh_completions_t c;
+    int used;
+} ent;
+
+/* Ask the actor for the nameplates and wait (main thread) up to
+ * LIST_WAIT_MS for its answer; then a copy of the latest list, fresh or
+ * not. */
+static char **fetch_nameplates(size_t *n)
+{
+    pthread_mutex_lock(&nps.mu);
+    uint64_t gen = nps.gen;
+    pthread_mutex_unlock(&nps.mu);
+    int posted = wb_wormhole_list(ent.rt, ent.id) == 0;
+    uint64_t deadline = now_ms() + LIST_WAIT_MS;
+    struct timespec ts = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000};
+    pthread_mutex_lock(&nps.mu);
+    while (posted && nps.gen == gen)
+        if (pthread_cond_timedwait(&nps.cv, &nps.mu, &ts) == ETIMEDOUT)
+            break;
+    char **ids = calloc(nps.n + 1, sizeof(*ids));
+    size_t k = 0;
+    for (size_t i = 0; ids != NULL && i < nps.n; i++)
+        if ((ids[k] = strdup(nps.ids[i])) != NULL)
+            k++;
+    pthread_mutex_unlock(&nps.mu);
+    *n = k;
+    return ids;
+}
+
+static char *completion_item(const char *text, int state)
+{
+    return (size_t)state < ent.c.n ? strdup(ent.c.items[state]) : NULL;
+}
+
+static char **complete_code(const char *text, int start, int end)
+{
+    rl_attempted_completion_over = 1; /* never file names */
+    ent.used = 1;
+    wb_wh_completions_fini(&ent.c);
+    size_t n = 0;
+    char **ids = strchr(text, '-') == NULL ? fetch_nameplates(&n) : NULL;
+    char commit[WB_WH_NAMEPLATE_CAP], err[160];
+    int rc = wb_wh_entry_complete(&ent.entry, text, strlen(text), (const char *const *)ids, n,
+                                  &ent.c, commit, sizeof(commit), err, sizeof(err));
+    nameplates_free(ids, n);
+    if (rc != 0)
+        return NULL; /* a beep; Enter says what is wrong */
+    if (commit[0] != 0)
+        wb_wormhole_input_nameplate(ent.rt, ent.id, commit);
+    return ent.c.n > 0 ? rl_completion_matches(text, completion_item) : NULL;
+}
+
+/* The code, typed on a terminal with Tab completion, handed to the wormhole
+ * in two steps. Returns 0; -1 with the message in err. */
+static int input_code_tty(run_t *r, char *err, size_t errlen)
+{
+    ent.rt = r->rt;
+    ent.id = r->id;
+    wb_wh_entry_init(&ent.entry);
+    ent.used = 0;
+    rl_readline_name = "waybill";
+    rl_instream = stdin;
+    rl_outstream = stderr; /* stdout carries only the message */
+    rl_attempted_completion_function = complete_code;
+    rl_basic_word_break_characters = " \t\n";
+    rl_completer_word_break_characters = " \t\n";
+    rl_completion_append_character = 0;
+    wb_wormhole_list(r->rt, r->id); /* a list ready for the first Tab */
+    char *line = readline("Enter receive wormhole code: ");
+    wb_wh_completions_fini(&ent.c);
+    rl_attempted_completion_function = NULL;
+    if (line == NULL || line[strspn(line, " \t")] == 0) {
+        free(line);
+        snprintf(err, errlen, "\nERROR: no code given\n");
+        return -1;
+    }
+    char *code = line + strspn(line, " \t");
+    size_t len = strlen(code);
+    while (len > 0 && (code[len - 1] == ' ' || code[len - 1] == '\t'))
+        code[--len] = 0;
+    if (!ent.used)
+        fprintf(stderr, " (note: you can use <Tab> to complete words)\n");
+    char commit[WB_WH_NAMEPLATE_CAP], why[200];
+    int rc = wb_wh_entry_finish(&ent.entry, code, len, commit, sizeof(commit), why, sizeof(why));
+    if (rc == 0 && commit[0] != 0)
+        rc = wb_wormhole_input_nameplate(r->rt, r->id, commit);
+    if (rc == 0)
+        rc = wb_wormhole_input_finish(r->rt, r->id, code, why, sizeof(why));
+    free(line);
+    if (rc != 0) {
+        snprintf(err, errlen, "ERROR: %s\n", rc == WB_EINVAL || rc == WB_ESTATE ? why
+                                                                             : wb_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 /* An application message from the peer. */
 static void on_message(run_t *r, const wh_event_t *ev)
 {
@@ -431,8 +590,16 @@ static int run_wormhole(opts_t *o)
     int status = -1;
     while (status < 0) {
         if (!asked_code) {
-            /* No completion yet: one line, as typed. */
+            /* On a terminal with completion; else one line, as typed. */
             asked_code = 1;
+            char msg[400];
+            if (isatty(STDIN_FILENO)) {
+                if (input_code_tty(&r, msg, sizeof(msg)) != 0) {
+                    fail_later(&r, X_USAGE, msg);
+                    start_close(&r);
+                }
+                continue;
+            }
             fprintf(stderr, "Enter receive wormhole code: ");
             fflush(stderr);
             if (read_line(codebuf, sizeof(codebuf)) != 0 || codebuf[0] == 0) {
@@ -440,7 +607,6 @@ static int run_wormhole(opts_t *o)
                 fail_later(&r, X_USAGE, "");
                 start_close(&r);
             } else if (wb_wormhole_set_code(r.rt, r.id, codebuf, err, sizeof(err)) != 0) {
-                char msg[400];
                 snprintf(msg, sizeof(msg), "ERROR: %s\n", err);
                 fail_later(&r, X_USAGE, msg);
                 start_close(&r);
@@ -534,6 +700,9 @@ static int run_wormhole(opts_t *o)
     while ((e = next_event(1)) != NULL)
         qev_free(e);
     free(r.err);
+    nameplates_free(nps.ids, nps.n);
+    nps.ids = NULL;
+    nps.n = 0;
     return status;
 }
 
@@ -550,7 +719,8 @@ static void usage(FILE *f, int sender)
     else
         fprintf(f, "usage: waybill receive [OPTIONS] [CODE]\n\n"
                    "Receive a text message through a Magic Wormhole; it is printed on stdout.\n"
-                   "Without CODE the code is read as one line from stdin.\n\n"
+                   "Without CODE the code is typed, with Tab completion on a terminal,\n"
+                   "or read as one line from stdin.\n\n"
                    "  --code CODE          the code (same as the argument)\n");
     fprintf(f,
             "  -c, --code-length N  words in an allocated code (default 2)\n"
@@ -625,7 +795,7 @@ static int command(int argc, char **argv, int sender)
             break;
         case 'h':
             usage(stdout, sender);
-            return X_OK;
+            return X_DONE;
         default:
             usage(stderr, sender);
             return X_USAGE;

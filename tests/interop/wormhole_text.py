@@ -26,6 +26,10 @@ Scenarios (per server; each bounded by 60 s, every process stopped by pid):
                       stdin): both show the same verifier, the text arrives.
   stdin-code          `waybill receive` with no code reads it from stdin.
   zero                -0 on both sides (the code "0-").
+  complete            `waybill receive` on a pseudo-terminal, the code typed
+                      with Tab completion: "N" Tab gives "N-" (the server's
+                      nameplate list), "publ" Tab "publisher-", "saw" Tab
+                      "sawdust", Enter; the Python sender's text arrives.
 
 The clients advertise local addresses, so the script re-executes itself in
 private network + mount (+ pid) namespaces (`unshare`, needs root) where only
@@ -361,6 +365,119 @@ def zero(ctx):
     expect_delivered(ctx, snd, rcv, MSG)
 
 
+class PtyProc(Proc):
+    """A process whose stdin and stderr are a pseudo-terminal we type into
+    (stdout stays a file: the received text alone)."""
+
+    def __init__(self, ctx, name, argv):
+        import pty
+        self.name, self.argv = name, argv
+        self.out_path = os.path.join(ctx.dir, name + ".out")
+        self.err_path = os.path.join(ctx.dir, name + ".err")
+        self.master, slave = pty.openpty()
+        env = dict(ctx.env, TERM="xterm")
+        with open(self.out_path, "wb") as so:
+            self.p = subprocess.Popen(argv, stdin=slave, stdout=so, stderr=slave, cwd=ctx.dir,
+                                      env=env, start_new_session=True)
+        os.close(slave)
+        self.screen = b""
+        ctx.procs.append(self)
+        log("started %s pid %d on a pty: %s" % (name, self.p.pid, " ".join(argv)[:200]))
+
+    def pump(self, timeout):
+        import select
+        r, _, _ = select.select([self.master], [], [], timeout)
+        if r:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:  # EIO: the child closed its side
+                data = b""
+            self.screen += data
+            with open(self.err_path, "ab") as f:
+                f.write(data)
+
+    def text(self):
+        """What the terminal shows: its lines joined with newlines, after the
+        cursor motions libedit redraws with (CR, BS, CSI n G/C/D, CSI K)."""
+        lines, line, col = [], [], 0
+        t = self.screen.decode("utf-8", "replace")
+        i = 0
+        while i < len(t):
+            ch = t[i]
+            m = re.match(r"\x1b\[([0-9;?]*)([A-Za-z])", t[i:])
+            if m:
+                n = int(m.group(1)) if m.group(1).isdigit() else 1
+                op = m.group(2)
+                if op == "G":
+                    col = n - 1
+                elif op == "C":
+                    col += n
+                elif op == "D":
+                    col = max(0, col - n)
+                elif op == "K":
+                    del line[col:]
+                i += m.end()
+                continue
+            if ch == "\r":
+                col = 0
+            elif ch == "\n":
+                lines.append("".join(line))
+                line, col = [], 0
+            elif ch == "\b":
+                col = max(0, col - 1)
+            elif ch >= " ":
+                line.extend(" " * (col + 1 - len(line)))
+                line[col] = ch
+                col += 1
+            i += 1
+        return "\n".join(lines + ["".join(line)])
+
+    def expect(self, ctx, what, since=0):
+        end = min(ctx.deadline, time.monotonic() + 10)
+        while time.monotonic() < end:
+            if what in self.text()[since:]:
+                return
+            if self.p.poll() is not None:
+                self.pump(0.1)
+                if what in self.text()[since:]:
+                    return
+                raise Fail("%s exited (%s) before showing %r" % (self.name, self.p.returncode, what))
+            self.pump(0.1)
+        raise Fail("%s: %r never shown; the terminal shows %r" % (self.name, what, self.text()[-300:]))
+
+    def type(self, keys):
+        log("type %r" % keys)
+        os.write(self.master, keys.encode())
+
+    def wait(self, deadline):
+        while self.p.poll() is None and time.monotonic() < deadline:
+            self.pump(0.1)
+        return self.p.poll()
+
+
+def complete(ctx):
+    """`waybill receive` on a terminal: Tab completes the nameplate from the
+    server's list, then each word from its PGP list."""
+    n = nameplate()
+    code = "%d-publisher-sawdust" % n  # the only odd word "publ...", even "saw..."
+    snd = Proc(ctx, "send", send_argv("py", code))
+    wait_code(ctx, snd)
+    time.sleep(0.5)  # the sender has claimed the nameplate
+    rcv = PtyProc(ctx, "recv", recv_argv("wb", None))
+    rcv.expect(ctx, "Enter receive wormhole code: ")
+    mark = len(rcv.text())
+    rcv.type("%d\t" % n)
+    rcv.expect(ctx, "%d-" % n, mark)
+    rcv.type("publ\t")
+    rcv.expect(ctx, "%d-publisher-" % n, mark)
+    rcv.type("saw\t")
+    rcv.expect(ctx, "sawdust", mark)
+    rcv.type("\r")
+    expect_delivered(ctx, snd, rcv, MSG)
+    if "(note: you can use <Tab>" in rcv.text():
+        raise Fail("the receiver says Tab was not used")
+
+
 def scenarios():
     out = []
     for s, r in PAIRS:
@@ -379,6 +496,7 @@ def scenarios():
         out.append(("verify-%s-%s" % (s, r), verify(s, r)))
     out.append(("stdin-code", stdin_code))
     out.append(("zero", zero))
+    out.append(("complete", complete))
     return out
 
 
