@@ -30,6 +30,11 @@ Scenarios (per server; each bounded by 60 s, every process stopped by pid):
                       with Tab completion: "N" Tab gives "N-" (the server's
                       nameplate list), "publ" Tab "publisher-", "saw" Tab
                       "sawdust", Enter; the Python sender's text arrives.
+  restart-FIRST       waybill FIRST (send or recv) connects with a fixed code
+                      and waits; the mailbox server (its own, of the kind
+                      under test, with a channel db) is killed with SIGKILL
+                      and restarted on the same db and port; then the other
+                      waybill side starts: both finish (FIRST reconnected).
 
 The clients advertise local addresses, so the script re-executes itself in
 private network + mount (+ pid) namespaces (`unshare`, needs root) where only
@@ -55,6 +60,7 @@ DEBIAN_PY = "/usr/bin/python3"
 HOST = "127.0.0.1"
 PORT = 4000
 URL = "ws://%s:%d/v1" % (HOST, PORT)
+RESTART_PORT = 4001  # the restart scenarios' own server
 PY = "/usr/bin/wormhole"
 GO = "/usr/bin/wormhole-william"
 TWIST = "/usr/bin/twist3"
@@ -64,6 +70,7 @@ CODE_RE = re.compile(r"Wormhole code is: (\S+)")
 VERIFIER_RE = re.compile(r"Verifier ([0-9a-f]{64})")
 VERBOSE = False
 WAYBILL = None
+SERVER_KIND = ["waybill"]  # the kind under test, for scenarios that run their own
 
 
 def log(*a):
@@ -150,8 +157,8 @@ class Proc:
 
 
 class Server:
-    def __init__(self, kind, workdir, env):
-        self.kind, self.env = kind, env
+    def __init__(self, kind, workdir, env, port=PORT):
+        self.kind, self.env, self.port = kind, env, port
         self.dir = os.path.join(workdir, "server-" + kind)
         os.makedirs(self.dir)
         self.log = os.path.join(self.dir, "server.log")
@@ -161,9 +168,9 @@ class Server:
         chan = os.path.join(self.dir, "relay.sqlite")
         if self.kind == "python":
             argv = [TWIST, "--log-format=text", "wormhole-mailbox", "--port",
-                    "tcp:%d:interface=%s" % (PORT, HOST), "--channel-db", chan]
+                    "tcp:%d:interface=%s" % (self.port, HOST), "--channel-db", chan]
         else:
-            argv = [WAYBILL, "mailbox-server", "--listen", HOST, "--port", str(PORT),
+            argv = [WAYBILL, "mailbox-server", "--listen", HOST, "--port", str(self.port),
                     "--channel-db", chan]
         with open(self.log, "ab") as f:
             self.p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
@@ -173,7 +180,7 @@ class Server:
             if self.p.poll() is not None:
                 raise Fail("server exited with %s while starting" % self.p.returncode)
             try:
-                c = http.client.HTTPConnection(HOST, PORT, timeout=2)
+                c = http.client.HTTPConnection(HOST, self.port, timeout=2)
                 c.request("GET", "/")
                 ok = c.getresponse().status == 200
                 c.close()
@@ -183,6 +190,12 @@ class Server:
                 pass
             time.sleep(0.1)
         raise Fail("server not ready within 15 s")
+
+    def kill(self):
+        """SIGKILL, by pid: no goodbye to the clients, no last commit."""
+        if self.p and self.p.poll() is None:
+            os.kill(self.p.pid, signal.SIGKILL)
+            self.p.wait()
 
     def stop(self):
         if self.p and self.p.poll() is None:
@@ -200,22 +213,25 @@ class Ctx:
         os.makedirs(self.dir)
         self.env = home_env
         self.procs = []
+        self.servers = []
         self.deadline = time.monotonic() + TIMEOUT
 
     def cleanup(self):
         for p in self.procs:
             p.stop()
+        for srv in self.servers:
+            srv.stop()
 
 
 # ---- client command lines --------------------------------------------------------------
 
-def send_argv(kind, code=None, text=MSG, verify=False, zero=False):
+def send_argv(kind, code=None, text=MSG, verify=False, zero=False, url=URL):
     if kind == "py":
-        a = [PY, "--relay-url", URL, "send"]
+        a = [PY, "--relay-url", url, "send"]
     elif kind == "go":
-        a = [GO, "--relay-url", URL, "send"]
+        a = [GO, "--relay-url", url, "send"]
     else:
-        a = [WAYBILL, "send", "--relay-url", URL]
+        a = [WAYBILL, "send", "--relay-url", url]
     if code:
         a += ["--code", code]
     if verify:
@@ -225,13 +241,13 @@ def send_argv(kind, code=None, text=MSG, verify=False, zero=False):
     return a + ["--text", text]
 
 
-def recv_argv(kind, code, verify=False, zero=False):
+def recv_argv(kind, code, verify=False, zero=False, url=URL):
     if kind == "py":
-        a = [PY, "--relay-url", URL, "receive"]
+        a = [PY, "--relay-url", url, "receive"]
     elif kind == "go":
-        a = [GO, "--relay-url", URL, "receive"]
+        a = [GO, "--relay-url", url, "receive"]
     else:
-        a = [WAYBILL, "receive", "--relay-url", URL]
+        a = [WAYBILL, "receive", "--relay-url", url]
     if verify:
         a += ["--verify"]
     if zero:
@@ -478,6 +494,35 @@ def complete(ctx):
         raise Fail("the receiver says Tab was not used")
 
 
+def restart(first):
+    """The first waybill client connects and waits; its mailbox server (one
+    of the kind under test, on its own port, with a channel db) is killed
+    with SIGKILL and started again with the same db and port; then the other
+    waybill client comes. Both must finish: the first reconnects after its
+    random delay, claims and opens again, and sends what was not echoed."""
+    def run(ctx):
+        srv = Server(SERVER_KIND[0], ctx.dir, ctx.env, port=RESTART_PORT)
+        ctx.servers.append(srv)
+        srv.start()
+        url = "ws://%s:%d/v1" % (HOST, RESTART_PORT)
+        code = "%d-restart-me" % nameplate()
+        mk = {"send": lambda: Proc(ctx, "send", send_argv("wb", code, url=url)),
+              "recv": lambda: Proc(ctx, "recv", recv_argv("wb", code, url=url))}
+        a = mk[first]()
+        time.sleep(1.0)  # connected, nameplate claimed, pake added
+        if a.p.poll() is not None:
+            raise Fail("%s exited (%s) before the restart" % (a.name, a.p.returncode))
+        srv.kill()
+        log("server killed")
+        time.sleep(0.3)
+        srv.start()
+        log("server restarted")
+        b = mk["recv" if first == "send" else "send"]()
+        snd, rcv = (a, b) if first == "send" else (b, a)
+        expect_delivered(ctx, snd, rcv, MSG)
+    return run
+
+
 def scenarios():
     out = []
     for s, r in PAIRS:
@@ -497,6 +542,8 @@ def scenarios():
     out.append(("stdin-code", stdin_code))
     out.append(("zero", zero))
     out.append(("complete", complete))
+    out.append(("restart-send-first", restart("send")))
+    out.append(("restart-recv-first", restart("recv")))
     return out
 
 
@@ -527,6 +574,7 @@ def main():
     servers = ["waybill", "python"] if args.server == "both" else [args.server]
     failed = passed = 0
     for sk in servers:
+        SERVER_KIND[0] = sk
         srv = Server(sk, workdir, env)
         try:
             srv.start()
