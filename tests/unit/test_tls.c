@@ -627,13 +627,22 @@ static int echo_hook(peer_t *p, wb_event_t *ev)
     return 1;
 }
 
-static wb_rt_t *rt_new(void)
+static wb_rt_t *rt_new_limit(uint32_t inbox_limit)
 {
+    wb_rt_config_t cfg;
+    wb_rt_config_init(&cfg);
+    if (inbox_limit != 0)
+        cfg.inbox_limit = inbox_limit;
     wb_rt_t *rt;
-    assert_int_equal(wb_rt_new(&rt, NULL), 0);
+    assert_int_equal(wb_rt_new(&rt, &cfg), 0);
     assert_int_equal(wb_sockets_attach(rt, NULL), 0);
     assert_int_equal(wb_rt_start(rt), 0);
     return rt;
+}
+
+static wb_rt_t *rt_new(void)
+{
+    return rt_new_limit(0);
 }
 
 static void rt_free(wb_rt_t *rt)
@@ -766,6 +775,49 @@ static void test_framed(void **state)
     assert_int_equal(cli.nblobs, 500); /* message boundaries kept */
     assert_memory_equal(cli.data, "message 0message 1", 18);
     pthread_mutex_unlock(&cli.m);
+    wb_tcp_close(rt, conn);
+    wb_tcp_close(rt, lid);
+    rt_free(rt);
+    peer_fini(&srv);
+    peer_fini(&cli);
+}
+
+/* 20000 framed messages in one TLS write, to an owner whose inbox holds 16:
+ * blobs are held, the rest of the plaintext stashed, TLS keeps what it has
+ * not given out, and on each resume all goes on, in order, none lost. */
+static void test_tiny_inbox(void **state)
+{
+    (void)state;
+    wb_rt_t *rt = rt_new_limit(16);
+    peer_t srv, cli;
+    peer_init(&srv, rt, NULL);
+    peer_init(&cli, rt, NULL);
+    peer_spawn(&srv);
+    peer_spawn(&cli);
+    uint64_t lid;
+    uint16_t port = tls_listen(&srv, srv_pem, srv_key, NULL, 0, &lid);
+    wb_tls_opts_t co;
+    client_opts(&co, "localhost", ca_pem);
+    uint64_t conn = tls_dial(&cli, port, &co, NULL, 1); /* raw: we frame by hand */
+    enum { N = 20000 };
+    uint8_t *wire = malloc(N * 12), *want = malloc(N * 8);
+    for (unsigned i = 0; i < N; i++) {
+        uint8_t *f = wire + i * 12;
+        f[0] = f[1] = f[2] = 0;
+        f[3] = 8;
+        char num[9];
+        snprintf(num, sizeof(num), "%08u", i);
+        memcpy(f + 4, num, 8);
+        memcpy(want + i * 8, num, 8);
+    }
+    peer_send(&cli, conn, wire, N * 12, 0);
+    assert_int_equal(wait_bytes(&srv, N * 8), N * 8);
+    pthread_mutex_lock(&srv.m);
+    assert_int_equal(srv.nblobs, N);
+    assert_memory_equal(srv.data, want, N * 8);
+    pthread_mutex_unlock(&srv.m);
+    free(wire);
+    free(want);
     wb_tcp_close(rt, conn);
     wb_tcp_close(rt, lid);
     rt_free(rt);
@@ -1082,6 +1134,7 @@ int main(void)
         cmocka_unit_test(test_sansio_bad_options),
         cmocka_unit_test(test_raw_both_ways),
         cmocka_unit_test(test_framed),
+        cmocka_unit_test(test_tiny_inbox),
         cmocka_unit_test(test_ws_over_tls),
         cmocka_unit_test(test_verify_failures),
         cmocka_unit_test(test_insecure),
