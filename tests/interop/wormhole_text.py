@@ -30,6 +30,8 @@ Scenarios (per server; each bounded by 60 s, every process stopped by pid):
                       with Tab completion: "N" Tab gives "N-" (the server's
                       nameplate list), "publ" Tab "publisher-", "saw" Tab
                       "sawdust", Enter; the Python sender's text arrives.
+  complete-typed      the same code typed whole without Tab: it arrives, and
+                      the note "(note: you can use <Tab> to complete words)".
   restart-FIRST       waybill FIRST (send or recv) connects with a fixed code
                       and waits; the mailbox server (its own, of the kind
                       under test, with a channel db) is killed with SIGKILL
@@ -401,16 +403,19 @@ class PtyProc(Proc):
         log("started %s pid %d on a pty: %s" % (name, self.p.pid, " ".join(argv)[:200]))
 
     def pump(self, timeout):
+        """Read what the terminal got within timeout: true when it got some."""
         import select
         r, _, _ = select.select([self.master], [], [], timeout)
-        if r:
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:  # EIO: the child closed its side
-                data = b""
-            self.screen += data
-            with open(self.err_path, "ab") as f:
-                f.write(data)
+        if not r:
+            return False
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:  # EIO: the child closed its side
+            data = b""
+        self.screen += data
+        with open(self.err_path, "ab") as f:
+            f.write(data)
+        return data != b""
 
     def text(self):
         """What the terminal shows: its lines joined with newlines, after the
@@ -468,6 +473,9 @@ class PtyProc(Proc):
     def wait(self, deadline):
         while self.p.poll() is None and time.monotonic() < deadline:
             self.pump(0.1)
+        if self.p.poll() is not None:  # what it wrote last
+            while self.pump(0.1) and time.monotonic() < deadline:
+                pass
         return self.p.poll()
 
 
@@ -523,6 +531,20 @@ def restart(first):
     return run
 
 
+def complete_typed(ctx):
+    """On a terminal without Tab: the code typed whole works, and the Python
+    CLI's note about <Tab> follows."""
+    code = "%d-publisher-sawdust" % nameplate()
+    snd = Proc(ctx, "send", send_argv("py", code))
+    wait_code(ctx, snd)
+    rcv = PtyProc(ctx, "recv", recv_argv("wb", None))
+    rcv.expect(ctx, "Enter receive wormhole code: ")
+    rcv.type(code + "\r")
+    expect_delivered(ctx, snd, rcv, MSG)
+    if "(note: you can use <Tab> to complete words)" not in rcv.text():
+        raise Fail("no note about <Tab>")
+
+
 def scenarios():
     out = []
     for s, r in PAIRS:
@@ -542,6 +564,7 @@ def scenarios():
     out.append(("stdin-code", stdin_code))
     out.append(("zero", zero))
     out.append(("complete", complete))
+    out.append(("complete-typed", complete_typed))
     out.append(("restart-send-first", restart("send")))
     out.append(("restart-recv-first", restart("recv")))
     return out
