@@ -91,8 +91,8 @@
 #define WS_HEADER_MAX 14   /* a WebSocket frame header with a mask key */
 #define WS_FEED_CHUNK 4096 /* bytes given to wb_ws_feed at once: bounds what is held */
 
-#define TLS_PLAIN   16384       /* plaintext pulled at once (one record) */
-#define TLS_SCRATCH 16384       /* small messages gathered into one record */
+#define TLS_PLAIN   16384        /* plaintext pulled at once (one record) */
+#define TLS_SCRATCH 16384        /* small messages gathered into one record */
 #define TLS_BATCH   (256u << 10) /* plaintext encrypted per write */
 
 #define DEF_MAX_CONNS   16384u
@@ -700,7 +700,8 @@ static int tls_prepare(sockets_t *s, const wb_tcp_opts_t *opts, int server, char
         snprintf(reason, n, "out of memory");
         return WB_ENOMEM;
     }
-    return wb_tls_cache_prepare(cache, server ? WB_TLS_SERVER : WB_TLS_CLIENT, opts->tls, reason, n);
+    return wb_tls_cache_prepare(cache, server ? WB_TLS_SERVER : WB_TLS_CLIENT, opts->tls, reason,
+                                n);
 }
 
 /* The connection's TLS, from opts->tls: server role for an accepted
@@ -1956,8 +1957,8 @@ static void conn_close_owner(conn_t *c, uint16_t code, const char *reason)
 {
     if (c->state == C_LINGER || c->state == C_DEAD)
         return;
-    if (c->ws != NULL && c->ws_open && !c->ws_ending &&
-        wb_ws_close(c->ws, code, reason) == 0 && ws_out(c, 1) != 0)
+    if (c->ws != NULL && c->ws_open && !c->ws_ending && wb_ws_close(c->ws, code, reason) == 0 &&
+        ws_out(c, 1) != 0)
         return;
     conn_finish(c, 0, "closed by owner");
 }
@@ -2108,7 +2109,8 @@ static void listener_new(sockets_t *s, const cmd_t *cmd)
     }
     struct sockaddr_storage ss;
     int rc;
-    if (l->o.opts.tls != NULL && (rc = tls_prepare(s, &l->o.opts, 1, reason, sizeof(reason))) != 0) {
+    if (l->o.opts.tls != NULL &&
+        (rc = tls_prepare(s, &l->o.opts, 1, reason, sizeof(reason))) != 0) {
         listener_fail(l, rc, reason);
     } else if (parse_literal(cmd->host, cmd->port, &ss) == 0) {
         listener_start(l, (struct sockaddr *)&ss);
@@ -2227,7 +2229,8 @@ static void dialer_new(sockets_t *s, const cmd_t *cmd)
     }
     char reason[REASON_MAX];
     int rc;
-    if (d->o.opts.tls != NULL && (rc = tls_prepare(s, &d->o.opts, 0, reason, sizeof(reason))) != 0) {
+    if (d->o.opts.tls != NULL &&
+        (rc = tls_prepare(s, &d->o.opts, 0, reason, sizeof(reason))) != 0) {
         /* Every attempt would fail the same way. */
         post(&d->o, WB_EV_TCP_CLOSED, rc, 0, reason);
         obj_kill(&d->o);

@@ -33,9 +33,9 @@
 #include "runtime/assert.h"
 #include "runtime/error.h"
 
-#define REASON_MAX 300
-#define NAME_MAX_  253
-#define BIO_KEEP   (64u << 10) /* an idle connection's BIO buffer above this is dropped */
+#define REASON_MAX     300
+#define NAME_MAX_      253
+#define BIO_KEEP       (64u << 10) /* an idle connection's BIO buffer above this is dropped */
 #define DEF_TIMEOUT_MS 10000u
 
 typedef struct ctxent_s {
@@ -318,16 +318,16 @@ static int step(wb_tls_t *t)
     return fail(t, e);
 }
 
-int wb_tls_new(wb_tls_t **out, wb_tls_role_t role, const wb_tls_opts_t *opts,
-               wb_tls_cache_t *cache, char *err, size_t errlen)
+int wb_tls_new(wb_tls_t **out, wb_tls_role_t role, const wb_tls_opts_t *opts, wb_tls_cache_t *cache,
+               char *err, size_t errlen)
 {
     if (out == NULL || opts == NULL || (role != WB_TLS_CLIENT && role != WB_TLS_SERVER))
         return WB_EINVAL;
     *out = NULL;
     const char *name = opts->server_name;
     if (role == WB_TLS_CLIENT &&
-        ((name == NULL && !opts->insecure) || (name != NULL && (name[0] == '\0' ||
-                                                                 strlen(name) > NAME_MAX_)))) {
+        ((name == NULL && !opts->insecure) ||
+         (name != NULL && (name[0] == '\0' || strlen(name) > NAME_MAX_)))) {
         wb_errf(err, errlen, "tls: a client needs server_name (1 to %d bytes)", NAME_MAX_);
         return WB_EINVAL;
     }

@@ -102,8 +102,8 @@ int wb_tls_cache_prepare(wb_tls_cache_t *c, wb_tls_role_t role, const wb_tls_opt
  * its own). A client needs opts->server_name unless opts->insecure. A
  * client's ClientHello is in the output at once. Returns 0, WB_EINVAL
  * (bad options or files: the reason in err as above), WB_ENOMEM. */
-int wb_tls_new(wb_tls_t **out, wb_tls_role_t role, const wb_tls_opts_t *opts,
-               wb_tls_cache_t *cache, char *err, size_t errlen);
+int wb_tls_new(wb_tls_t **out, wb_tls_role_t role, const wb_tls_opts_t *opts, wb_tls_cache_t *cache,
+               char *err, size_t errlen);
 void wb_tls_free(wb_tls_t *t);
 
 /* Take the ciphertext in[0..len) the peer sent and move the handshake on.

@@ -39,7 +39,7 @@
 #include "sockets/tls.h"
 #include "sockets/websocket.h"
 
-#define TWIST "/usr/bin/twist3"
+#define TWIST   "/usr/bin/twist3"
 #define WAIT_MS 20000
 
 static char dir[64];
@@ -91,7 +91,8 @@ static int port_open(int p)
 static int start_server(void **state)
 {
     (void)state;
-    if (access(TWIST, X_OK) != 0 || system("/usr/bin/python3 -c 'import OpenSSL' 2>/dev/null") != 0 ||
+    if (access(TWIST, X_OK) != 0 ||
+        system("/usr/bin/python3 -c 'import OpenSSL' 2>/dev/null") != 0 ||
         system("openssl version >/dev/null 2>&1") != 0) {
         fprintf(stderr, "needs twist3 (python3-magic-wormhole-mailbox-server), python3-openssl "
                         "and openssl: scripts/deps.sh installs them\n");

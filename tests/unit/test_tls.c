@@ -129,10 +129,10 @@ static int make_certs(void **state)
     EVP_PKEY *sk = EVP_EC_gen("P-256"), *ok = EVP_EC_gen("P-256");
     X509 *ca = make_cert(cak, "waybill test CA", NULL, NULL, NULL, -3600, 86400);
     X509 *ca2 = make_cert(ca2k, "waybill other CA", NULL, NULL, NULL, -3600, 86400);
-    X509 *srv = make_cert(sk, "localhost", ca, cak, "DNS:localhost,IP:127.0.0.1,IP:::1", -3600,
-                          86400);
-    X509 *old = make_cert(ok, "localhost", ca, cak, "DNS:localhost,IP:127.0.0.1", -3 * 86400,
-                          -2 * 86400);
+    X509 *srv =
+        make_cert(sk, "localhost", ca, cak, "DNS:localhost,IP:127.0.0.1,IP:::1", -3600, 86400);
+    X509 *old =
+        make_cert(ok, "localhost", ca, cak, "DNS:localhost,IP:127.0.0.1", -3 * 86400, -2 * 86400);
     write_cert(ca_pem, ca);
     write_cert(ca2_pem, ca2);
     write_cert(srv_pem, srv);
@@ -357,7 +357,7 @@ static void test_sansio_garbage_and_timeout(void **state)
     client_opts(&co, "localhost", ca_pem);
     const char *answers[] = {"HTTP/1.1 400 Bad Request\r\n\r\n",
                              "\x15\x03\x03\x00\x02\x02\x28", /* a fatal alert */
-                             "\x16\x03\x03\xff\xff"};       /* a record too long */
+                             "\x16\x03\x03\xff\xff"};        /* a record too long */
     const char *reasons[] = {"tls: handshake failed: wrong version number",
                              "tls: handshake failed: sslv3 alert handshake failure",
                              "tls: handshake failed: packet length too long"};
@@ -994,8 +994,7 @@ static void test_garbage_and_timeout(void **state)
     uint64_t tlid;
     uint16_t tport = tls_listen(&tsrv, srv_pem, srv_key, NULL, 1, &tlid);
     uint64_t pconn;
-    assert_int_equal(
-        wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "127.0.0.1", tport, &plain, &pconn), 0);
+    assert_int_equal(wb_tcp_dial(rt, WB_LANE_ACTOR, cli.id, "127.0.0.1", tport, &plain, &pconn), 0);
     assert_true(wait_rec(&cli, WB_EV_TCP_OPENED, pconn, 0, NULL) >= 0);
     peer_send(&cli, pconn, "GET / HTTP/1.1\r\n\r\n", 18, 0);
     assert_true(wait_rec(&cli, WB_EV_TCP_CLOSED, pconn, 0, &r) >= 0);
