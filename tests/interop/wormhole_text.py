@@ -167,7 +167,7 @@ class Server:
         self.p = None
 
     def start(self):
-        chan = os.path.join(self.dir, "relay.sqlite")
+        self.chan = chan = os.path.join(self.dir, "relay.sqlite")
         if self.kind == "python":
             argv = [TWIST, "--log-format=text", "wormhole-mailbox", "--port",
                     "tcp:%d:interface=%s" % (self.port, HOST), "--channel-db", chan]
@@ -502,6 +502,29 @@ def complete(ctx):
         raise Fail("the receiver says Tab was not used")
 
 
+def wait_pake(ctx, srv, proc, name):
+    """Until the server's channel db holds proc's pake in the mailbox of
+    nameplate `name`: connected, claimed, opened, added, committed."""
+    import sqlite3
+    q = ("SELECT COUNT(*) FROM nameplates n JOIN messages m ON m.mailbox_id = n.mailbox_id"
+         " WHERE n.name = ? AND m.phase = 'pake'")
+    end = min(ctx.deadline, time.monotonic() + 15)
+    while time.monotonic() < end:
+        if proc.p.poll() is not None:
+            raise Fail("%s exited (%s) before the restart" % (proc.name, proc.p.returncode))
+        try:
+            db = sqlite3.connect(srv.chan, timeout=1)
+            try:
+                if db.execute(q, (name,)).fetchone()[0] > 0:
+                    return
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass  # not created yet, or busy
+        time.sleep(0.05)
+    raise Fail("%s's pake never reached the channel db" % proc.name)
+
+
 def restart(first):
     """The first waybill client connects and waits; its mailbox server (one
     of the kind under test, on its own port, with a channel db) is killed
@@ -517,9 +540,7 @@ def restart(first):
         mk = {"send": lambda: Proc(ctx, "send", send_argv("wb", code, url=url)),
               "recv": lambda: Proc(ctx, "recv", recv_argv("wb", code, url=url))}
         a = mk[first]()
-        time.sleep(1.0)  # connected, nameplate claimed, pake added
-        if a.p.poll() is not None:
-            raise Fail("%s exited (%s) before the restart" % (a.name, a.p.returncode))
+        wait_pake(ctx, srv, a, code.split("-")[0])
         srv.kill()
         log("server killed")
         time.sleep(0.3)
