@@ -433,8 +433,8 @@ static int input_code_tty(run_t *r, char *err, size_t errlen)
         rc = wb_wormhole_input_finish(r->rt, r->id, code, why, sizeof(why));
     free(line);
     if (rc != 0) {
-        snprintf(err, errlen, "ERROR: %s\n", rc == WB_EINVAL || rc == WB_ESTATE ? why
-                                                                             : wb_strerror(rc));
+        snprintf(err, errlen, "ERROR: %s\n",
+                 rc == WB_EINVAL || rc == WB_ESTATE ? why : wb_strerror(rc));
         return -1;
     }
     return 0;
@@ -453,7 +453,8 @@ static void on_message(run_t *r, const wh_event_t *ev)
     json_t *e = json_object_get(o, "error");
     char msg[1200];
     if (e != NULL) {
-        char *s = json_is_string(e) ? strdup(json_string_value(e)) : wb_json_encode(e, &(size_t){0});
+        char *s =
+            json_is_string(e) ? strdup(json_string_value(e)) : wb_json_encode(e, &(size_t){0});
         if (r->o->sender)
             snprintf(msg, sizeof(msg), "TransferError: remote error, transfer abandoned: %s\n",
                      s ? s : "?");
@@ -663,7 +664,8 @@ static int run_wormhole(opts_t *o)
             if (o->sender) {
                 if (!o->zeromode)
                     fprintf(stderr, "Wormhole code is: %s\n", ev->text);
-                fprintf(stderr, "On the other computer, please run:\n\nwormhole receive%s%s%s%s\n\n",
+                fprintf(stderr,
+                        "On the other computer, please run:\n\nwormhole receive%s%s%s%s\n\n",
                         o->verify ? " --verify" : "", o->zeromode ? " -0" : "",
                         o->zeromode ? "" : " ", o->zeromode ? "" : ev->text);
                 fflush(stderr);

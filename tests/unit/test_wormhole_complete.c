@@ -104,14 +104,14 @@ static void test_committed(void **state)
     /* deleting past the dash, or another nameplate: refused */
     assert_int_equal(tab(&e, "12", NPS, 4, out, sizeof(out), commit), WB_ESTATE);
     assert_int_equal(tab(&e, "123-ad", NPS, 4, out, sizeof(out), commit), WB_ESTATE);
-    assert_int_equal(wb_wh_entry_finish(&e, "1-adviser-absurd", 16, commit, sizeof(commit), err,
-                                        sizeof(err)),
-                     WB_ESTATE);
+    assert_int_equal(
+        wb_wh_entry_finish(&e, "1-adviser-absurd", 16, commit, sizeof(commit), err, sizeof(err)),
+        WB_ESTATE);
     assert_string_equal(err, "nameplate (12-) already entered, cannot go back");
     /* Enter on the committed nameplate: nothing more to commit */
-    assert_int_equal(wb_wh_entry_finish(&e, "12-adviser-absurd", 17, commit, sizeof(commit), err,
-                                        sizeof(err)),
-                     0);
+    assert_int_equal(
+        wb_wh_entry_finish(&e, "12-adviser-absurd", 17, commit, sizeof(commit), err, sizeof(err)),
+        0);
     assert_string_equal(commit, "");
 }
 
