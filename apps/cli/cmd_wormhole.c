@@ -599,6 +599,9 @@ static int run_wormhole(opts_t *o)
                     fail_later(&r, X_USAGE, msg);
                     start_close(&r);
                 }
+                /* the notes and --timeout count from the end of typing */
+                start = now_ms();
+                deadline = o->timeout_s > 0 ? start + (uint64_t)o->timeout_s * 1000 : 0;
                 continue;
             }
             fprintf(stderr, "Enter receive wormhole code: ");
