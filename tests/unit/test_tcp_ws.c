@@ -1166,6 +1166,8 @@ static void test_max_per_ip(void **state)
     close(i);
     assert_int_equal(raw_upgrade(g), 101);
     assert_int_equal(raw_upgrade(h), 101);
+    /* The 101 is written before the OPENED reaches the owner: wait for it. */
+    assert_int_equal(wait_count(&srv, WB_EV_TCP_OPENED, 6), 6);
     close(g);
     close(h);
     close(d);
