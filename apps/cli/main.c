@@ -15,6 +15,8 @@ static const wb_cli_cmd_t commands[] = {
     {"mailbox-server", "the Magic Wormhole mailbox (rendezvous) server", wb_cmd_mailbox_server},
     {"send", "send a text message through a Magic Wormhole", wb_cmd_send},
     {"receive", "receive a text message through a Magic Wormhole", wb_cmd_receive},
+    {"transit-relay", "the Magic Wormhole transit relay (file data between peers)",
+     wb_cmd_transit_relay},
 };
 
 static void usage(FILE *f)
