@@ -41,6 +41,7 @@ typedef struct {
     uint64_t self;
     wh_client_t *c;
     char host[WB_TCP_HOST_MAX + 1];
+    wb_tls_opts_t tls; /* wss:// */
     uint16_t port;
     char path[512];
     wb_ws_opts_t ws;
@@ -67,8 +68,8 @@ static void io_ws_open(void *ctx)
     if (rc != 0) {
         /* reported like a failed connection, on the next turn */
         w->conn = 0;
-        wb_event_t *ev = wb_event_new_copy(WB_EV_TCP_CLOSED, wb_strerror(rc),
-                                           strlen(wb_strerror(rc)) + 1);
+        wb_event_t *ev =
+            wb_event_new_copy(WB_EV_TCP_CLOSED, wb_strerror(rc), strlen(wb_strerror(rc)) + 1);
         if (ev != NULL) {
             ev->len--;
             ev->status = rc;
@@ -223,6 +224,7 @@ static void fini(wb_actor_t *self)
         wb_tcp_close(w->rt, w->conn);
     wh_client_free(w->c);
     free((char *)w->ws.path);
+    free((char *)w->tls.ca_file);
     free(w);
 }
 
@@ -246,14 +248,18 @@ static int seterr(char *err, size_t errlen, const char *fmt, const char *arg)
 }
 
 int wb_wormhole_parse_url(const char *url, char *host, size_t hostcap, uint16_t *port, char *path,
-                          size_t pathcap, char *err, size_t errlen)
+                          size_t pathcap, int *tls, char *err, size_t errlen)
 {
     const char *p;
-    if (strncmp(url, "wss://", 6) == 0)
-        return seterr(err, errlen, "%s: TLS (wss://) is not supported yet; use ws://", url);
-    if (strncmp(url, "ws://", 5) != 0)
-        return seterr(err, errlen, "%s: not a ws:// URL", url);
-    p = url + 5;
+    if (strncmp(url, "wss://", 6) == 0) {
+        *tls = 1;
+        p = url + 6;
+    } else if (strncmp(url, "ws://", 5) == 0) {
+        *tls = 0;
+        p = url + 5;
+    } else {
+        return seterr(err, errlen, "%s: not a ws:// or wss:// URL", url);
+    }
     const char *end = p + strcspn(p, "/?#");
     const char *hs = p, *he, *colon = NULL;
     if (*p == '[') {
@@ -274,7 +280,7 @@ int wb_wormhole_parse_url(const char *url, char *host, size_t hostcap, uint16_t 
         return seterr(err, errlen, "%s: no host, or too long a host", url);
     memcpy(host, hs, (size_t)(he - hs));
     host[he - hs] = 0;
-    *port = 80;
+    *port = *tls ? 443 : 80;
     if (colon != NULL) {
         long v = 0;
         const char *d = colon + 1;
@@ -306,9 +312,10 @@ int wb_wormhole_open(wb_rt_t *rt, const wb_wormhole_config_t *cfg, uint64_t *id,
     if (w == NULL)
         return WB_ENOMEM;
     w->rt = rt;
-    int rc = wb_wormhole_parse_url(cfg->url ? cfg->url : WB_WORMHOLE_RELAY_URL, w->host,
-                                   sizeof(w->host), &w->port, w->path, sizeof(w->path), err,
-                                   errlen);
+    int tls = 0;
+    int rc =
+        wb_wormhole_parse_url(cfg->url ? cfg->url : WB_WORMHOLE_RELAY_URL, w->host, sizeof(w->host),
+                              &w->port, w->path, sizeof(w->path), &tls, err, errlen);
     if (rc != 0) {
         free(w);
         return rc;
@@ -323,16 +330,29 @@ int wb_wormhole_open(wb_rt_t *rt, const wb_wormhole_config_t *cfg, uint64_t *id,
     w->to.ws = &w->ws;
     w->to.max_message = w->ws.max_message + 64;
     w->to.keepalive_s = 60;
+    if (tls) {
+        /* The certificate is checked against the URL's host (sockets/ fills
+         * in the dialed name). */
+        wb_tls_opts_init(&w->tls);
+        w->tls.ca_file = cfg->ca_file != NULL ? strdup(cfg->ca_file) : NULL;
+        w->to.tls = &w->tls;
+        if (cfg->ca_file != NULL && w->tls.ca_file == NULL) {
+            free(w);
+            return WB_ENOMEM;
+        }
+    }
     wh_config_t wc = {.appid = cfg->appid, .app_versions = cfg->app_versions};
-    wh_io_t io = {w,          io_ws_open,     io_ws_send, io_ws_close, io_timer_start,
-                  io_timer_cancel, io_random, io_event};
+    wh_io_t io = {w,         io_ws_open, io_ws_send, io_ws_close, io_timer_start, io_timer_cancel,
+                  io_random, io_event};
     if (w->ws.path == NULL || sodium_init() < 0) {
         free((char *)w->ws.path);
+        free((char *)w->tls.ca_file);
         free(w);
         return WB_ENOMEM;
     }
     if ((rc = wh_client_new(&w->c, &wc, &io)) != 0) {
         free((char *)w->ws.path);
+        free((char *)w->tls.ca_file);
         free(w);
         return rc == WB_EINVAL ? seterr(err, errlen, "%s", "app_versions is not a JSON object")
                                : rc;
@@ -340,6 +360,7 @@ int wb_wormhole_open(wb_rt_t *rt, const wb_wormhole_config_t *cfg, uint64_t *id,
     if ((rc = wb_actor_spawn(rt, NULL, &wormhole_def, w, &w->self)) != 0) {
         wh_client_free(w->c);
         free((char *)w->ws.path);
+        free((char *)w->tls.ca_file);
         free(w);
         return rc;
     }

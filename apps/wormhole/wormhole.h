@@ -43,15 +43,18 @@ typedef struct {
     void *user;
     uint32_t close_timeout_ms; /* default 10000 */
     uint32_t max_message;      /* largest message from the server, bytes (16 MiB) */
+    /* wss:// URLs: PEM bundle of trusted CAs; NULL: the system store (which
+     * OpenSSL lets SSL_CERT_FILE / SSL_CERT_DIR replace). */
+    const char *ca_file;
 } wb_wormhole_config_t;
 
 void wb_wormhole_config_init(wb_wormhole_config_t *cfg);
 
-/* Split ws://HOST[:PORT][/PATH] (HOST may be [v6]; PORT defaults to 80,
- * PATH to "/"). Returns 0; WB_EINVAL with the reason in err: not a ws://
- * URL, or wss:// ("TLS is not supported yet"). */
+/* Split ws://HOST[:PORT][/PATH] or wss://... (HOST may be [v6]; PORT
+ * defaults to 80, or 443 for wss; PATH to "/"); *tls says wss. Returns 0;
+ * WB_EINVAL with the reason in err. */
 int wb_wormhole_parse_url(const char *url, char *host, size_t hostcap, uint16_t *port, char *path,
-                          size_t pathcap, char *err, size_t errlen);
+                          size_t pathcap, int *tls, char *err, size_t errlen);
 
 /* Open a wormhole: spawn its actor (created by the runtime, no parent) and
  * connect. cfg is copied. Returns 0 with *id set (the actor's id, the
@@ -66,8 +69,7 @@ int wb_wormhole_open(wb_rt_t *rt, const wb_wormhole_config_t *cfg, uint64_t *id,
 int wb_wormhole_allocate(wb_rt_t *rt, uint64_t id, unsigned nwords);
 int wb_wormhole_set_code(wb_rt_t *rt, uint64_t id, const char *code, char *err, size_t errlen);
 int wb_wormhole_input_nameplate(wb_rt_t *rt, uint64_t id, const char *nameplate);
-int wb_wormhole_input_finish(wb_rt_t *rt, uint64_t id, const char *code, char *err,
-                             size_t errlen);
+int wb_wormhole_input_finish(wb_rt_t *rt, uint64_t id, const char *code, char *err, size_t errlen);
 /* Ask for the nameplates in use (WH_EV_NAMEPLATES). */
 int wb_wormhole_list(wb_rt_t *rt, uint64_t id);
 

@@ -109,12 +109,13 @@ def read(path):
 
 
 class Proc:
-    def __init__(self, ctx, name, argv, stdin_data=None):
+    def __init__(self, ctx, name, argv, stdin_data=None, env=None):
         self.name, self.argv = name, argv
         self.out_path = os.path.join(ctx.dir, name + ".out")
         self.err_path = os.path.join(ctx.dir, name + ".err")
         with open(self.out_path, "wb") as so, open(self.err_path, "wb") as se:
-            self.p = subprocess.Popen(argv, stdout=so, stderr=se, cwd=ctx.dir, env=ctx.env,
+            self.p = subprocess.Popen(argv, stdout=so, stderr=se, cwd=ctx.dir,
+                                      env=env if env is not None else ctx.env,
                                       stdin=subprocess.PIPE)
         if stdin_data is not None:
             try:
@@ -566,6 +567,72 @@ def complete_typed(ctx):
         raise Fail("no note about <Tab>")
 
 
+WSS_PORT = 4003
+
+
+def make_certs(d):
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost."""
+    sh = lambda cmd: subprocess.run(cmd, shell=True, cwd=d, check=True,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key"
+       " -out ca.pem -days 2 -subj '/CN=waybill test CA'")
+    sh("printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
+       "extendedKeyUsage=serverAuth\\n' > ext.cnf")
+    sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key"
+       " -out srv.csr -subj '/CN=localhost'")
+    sh("openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem"
+       " -days 2 -extfile ext.cnf")
+    return os.path.join(d, "ca.pem")
+
+
+def wss(ctx):
+    """wss:// through the Python mailbox server behind Twisted's TLS endpoint,
+    its certificate from a test CA: waybill->waybill, ->go and ->python with
+    the CA given as SSL_CERT_FILE (OpenSSL's, Go's and pyOpenSSL's); without it
+    the system store refuses the certificate and waybill says so (exit 6)."""
+    ca = make_certs(ctx.dir)
+    log_path = os.path.join(ctx.dir, "twist-tls.log")
+    argv = [TWIST, "--log-format=text", "wormhole-mailbox", "--port",
+            "ssl:%d:interface=%s:privateKey=%s:certKey=%s"
+            % (WSS_PORT, HOST, os.path.join(ctx.dir, "srv.key"), os.path.join(ctx.dir, "srv.pem")),
+            "--channel-db", os.path.join(ctx.dir, "relay.sqlite")]
+    with open(log_path, "ab") as f:
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             cwd=ctx.dir, env=ctx.env)
+    try:
+        end = time.monotonic() + 15
+        while True:
+            if p.poll() is not None:
+                raise Fail("TLS mailbox server exited (%s): %s" % (p.returncode, read(log_path)[-500:]))
+            try:
+                socket.create_connection((HOST, WSS_PORT), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise Fail("TLS mailbox server not listening within 15 s")
+                time.sleep(0.1)
+        url = "wss://%s:%d/v1" % (HOST, WSS_PORT)
+        env = dict(ctx.env, SSL_CERT_FILE=ca)
+        for r in ("wb", "go", "py"):
+            code = "%d-purple-sausages" % nameplate()
+            snd = Proc(ctx, "send-wss", send_argv("wb", code, url=url), env=env)
+            wait_code(ctx, snd)
+            rcv = Proc(ctx, "recv-wss-" + r, recv_argv(r, code, url=url), env=env)
+            expect_delivered(ctx, snd, rcv, MSG)
+        bad = Proc(ctx, "send-untrusted", send_argv("wb", "%d-a-b" % nameplate(), url=url))
+        rc = wait_exit(ctx, bad)
+        if rc != 6 or "certificate verify failed" not in bad.stderr:
+            raise Fail("untrusted certificate: exit %s, stderr %r" % (rc, bad.stderr[-300:]))
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGTERM)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+
 def scenarios():
     out = []
     for s, r in PAIRS:
@@ -588,6 +655,8 @@ def scenarios():
     out.append(("complete-typed", complete_typed))
     out.append(("restart-send-first", restart("send")))
     out.append(("restart-recv-first", restart("recv")))
+    if SERVER_KIND[0] == "python":
+        out.append(("wss", wss))  # the TLS server is Python's; once is enough
     return out
 
 
