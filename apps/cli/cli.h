@@ -7,6 +7,8 @@
 #ifndef WB_CLI_H
 #define WB_CLI_H
 
+#include <stdint.h>
+
 typedef struct {
     const char *name;
     const char *summary;
@@ -26,6 +28,10 @@ int wb_cmd_transit_relay(int argc, char **argv);
 
 /* A decimal in [min, max], or -1. */
 long long wb_cli_parse_num(const char *s, long long min, long long max);
+/* A --port value: "4000", or the Twisted endpoint form the Python servers
+ * take, "tcp:4000[:interface=ADDR]" (then *host points at ADDR, in storage
+ * that lives as long as the process). 0, or -1 when malformed. */
+int wb_cli_parse_port(const char *s, uint16_t *port, const char **host);
 /* Block SIGINT/SIGTERM in every thread to come (wb_cli_serve waits for
  * them) and ignore SIGPIPE. Call before creating the runtime. */
 void wb_cli_block_signals(void);

@@ -43,31 +43,6 @@ static void usage(FILE *f)
             "                           WebSocket upgrade by then (default 10)\n");
 }
 
-/* "4000", or the Python server's endpoint "tcp:4000[:interface=ADDR]". */
-static int parse_port(const char *s, uint16_t *port, const char **host)
-{
-    long long v;
-    if (strncmp(s, "tcp:", 4) != 0) {
-        if ((v = wb_cli_parse_num(s, 0, 65535)) < 0)
-            return -1;
-        *port = (uint16_t)v;
-        return 0;
-    }
-    static char buf[320];
-    snprintf(buf, sizeof(buf), "%s", s + 4);
-    char *colon = strchr(buf, ':');
-    if (colon != NULL) {
-        *colon = 0;
-        if (strncmp(colon + 1, "interface=", 10) != 0 || colon[11] == 0)
-            return -1;
-        *host = colon + 11;
-    }
-    if ((v = wb_cli_parse_num(buf, 0, 65535)) < 0)
-        return -1;
-    *port = (uint16_t)v;
-    return 0;
-}
-
 int wb_cmd_mailbox_server(int argc, char **argv)
 {
     enum {
@@ -106,7 +81,7 @@ int wb_cmd_mailbox_server(int argc, char **argv)
             cfg.host = optarg;
             break;
         case O_PORT:
-            if (parse_port(optarg, &cfg.port, &cfg.host) != 0)
+            if (wb_cli_parse_port(optarg, &cfg.port, &cfg.host) != 0)
                 goto bad;
             break;
         case O_CHANNEL:

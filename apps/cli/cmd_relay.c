@@ -35,31 +35,6 @@ static void usage(FILE *f)
                "  --read-buffer KIB        bytes per read, in KiB (default 128)\n");
 }
 
-/* "4001", or the Python relay's endpoint "tcp:4001[:interface=ADDR]". */
-static int parse_port(const char *s, uint16_t *port, const char **host)
-{
-    long long v;
-    if (strncmp(s, "tcp:", 4) != 0) {
-        if ((v = wb_cli_parse_num(s, 0, 65535)) < 0)
-            return -1;
-        *port = (uint16_t)v;
-        return 0;
-    }
-    static char buf[320];
-    snprintf(buf, sizeof(buf), "%s", s + 4);
-    char *colon = strchr(buf, ':');
-    if (colon != NULL) {
-        *colon = 0;
-        if (strncmp(colon + 1, "interface=", 10) != 0 || colon[11] == 0)
-            return -1;
-        *host = colon + 11;
-    }
-    if ((v = wb_cli_parse_num(buf, 0, 65535)) < 0)
-        return -1;
-    *port = (uint16_t)v;
-    return 0;
-}
-
 int wb_cmd_transit_relay(int argc, char **argv)
 {
     enum {
@@ -97,7 +72,7 @@ int wb_cmd_transit_relay(int argc, char **argv)
             cfg.host = optarg;
             break;
         case O_PORT:
-            if (parse_port(optarg, &cfg.port, &cfg.host) != 0)
+            if (wb_cli_parse_port(optarg, &cfg.port, &cfg.host) != 0)
                 goto bad;
             break;
         case O_USAGE:

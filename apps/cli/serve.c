@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "apps/cli/cli.h"
@@ -19,6 +20,33 @@ long long wb_cli_parse_num(const char *s, long long min, long long max)
     if (*s == '\0' || *end != '\0' || v < min || v > max)
         return -1;
     return v;
+}
+
+int wb_cli_parse_port(const char *s, uint16_t *port, const char **host)
+{
+    long long v;
+    if (strncmp(s, "tcp:", 4) != 0) {
+        if ((v = wb_cli_parse_num(s, 0, 65535)) < 0)
+            return -1;
+        *port = (uint16_t)v;
+        return 0;
+    }
+    char num[8];
+    const char *colon = strchr(s + 4, ':');
+    size_t n = colon != NULL ? (size_t)(colon - (s + 4)) : strlen(s + 4);
+    if (n == 0 || n >= sizeof(num))
+        return -1;
+    memcpy(num, s + 4, n);
+    num[n] = 0;
+    if (colon != NULL) {
+        if (strncmp(colon + 1, "interface=", 10) != 0 || colon[11] == 0)
+            return -1;
+        *host = colon + 11; /* inside s: argv lives as long as the process */
+    }
+    if ((v = wb_cli_parse_num(num, 0, 65535)) < 0)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
 }
 
 void wb_cli_block_signals(void)
