@@ -884,12 +884,12 @@ def main():
                     ctx.cleanup()
                 if err is None or attempt == 2 or not go_python_key_flake(name, ctx):
                     break
-                # Seen once in about 120 Go<->Python text exchanges through
-                # waybill mailbox-server and not in 60 through the Python
-                # server: both clients fail key confirmation (different
-                # SPAKE2 keys) although they used the same code and the same
-                # mailbox, and the same code works when re-run. Not
-                # explained yet (see the session notes); retried once, loudly.
+                # About once in a hundred exchanges with the Go client both
+                # sides fail key confirmation (different SPAKE2 keys) although
+                # they used the same code and mailbox; the same code works when
+                # re-run. Seen through waybill mailbox-server and, with
+                # waybill's own client, through the Python server too: the Go
+                # client's SPAKE2 against python-spake2's. Retried once, loudly.
                 print("RETRY %s: both sides failed key confirmation (Go<->Python); "
                       "outputs follow, then one more attempt" % name, flush=True)
                 for p in ctx.procs:
