@@ -85,7 +85,7 @@ typedef struct {
     wb_rt_t *rt;
     const wb_db_config_t *cfg;
     ckpt_t ck;
-    int wal; /* the main file is in WAL mode */
+    int wal;           /* the main file is in WAL mode */
     wb_event_t *token; /* the event whose payload this state is, once taken */
 
     sqlite3 *db; /* NULL when not open */
@@ -1201,8 +1201,9 @@ int wb_db_attach(wb_rt_t *rt, const wb_db_config_t *cfg)
         return WB_EINVAL;
     for (size_t i = 0; i < cfg->n_attach; i++) {
         const wb_db_attached_t *a = &cfg->attach[i];
-        if (a->schema == NULL || a->path == NULL || (a->n_migrations > 0 && a->migrations == NULL) ||
-            strlen(a->schema) > 64 || strspn(a->schema, "abcdefghijklmnopqrstuvwxyz_") != strlen(a->schema))
+        if (a->schema == NULL || a->path == NULL ||
+            (a->n_migrations > 0 && a->migrations == NULL) || strlen(a->schema) > 64 ||
+            strspn(a->schema, "abcdefghijklmnopqrstuvwxyz_") != strlen(a->schema))
             return WB_EINVAL;
         for (size_t j = 0; j < a->n_migrations; j++)
             if (a->migrations[j] == NULL)
@@ -1276,8 +1277,7 @@ static wb_event_t *request_new(uint8_t kind, uint32_t arg, const char *sql, size
 {
     size_t total = sizeof(wb__db_req_hdr_t);
     if ((flags & ~(unsigned)(WB_DB_DURABLE | WB_DB_QUIET)) != 0 || (n > 0 && binds == NULL) ||
-        n > UINT32_MAX ||
-        sqllen > WB_DB_MAX_PAYLOAD - total)
+        n > UINT32_MAX || sqllen > WB_DB_MAX_PAYLOAD - total)
         return NULL;
     total += sqllen;
     for (size_t i = 0; i < n; i++) {

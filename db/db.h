@@ -125,8 +125,8 @@ int wb_db_call_fail(wb_db_call_t *call, int code, const char *msg);
 /* A further database file on the same connection (ATTACH): its tables are
  * named `schema.table` in SQL, and a transaction spans both files. */
 typedef struct {
-    const char *schema; /* the name SQL uses: "usage" (an SQL identifier) */
-    const char *path;   /* database file; ":memory:" allowed */
+    const char *schema;            /* the name SQL uses: "usage" (an SQL identifier) */
+    const char *path;              /* database file; ":memory:" allowed */
     const char *const *migrations; /* as for the main file, on its own user_version; name
                                       new tables and indexes `schema.name` */
     size_t n_migrations;
@@ -140,7 +140,7 @@ typedef struct {
     size_t n_ops;
     const wb_db_handler_t *handlers; /* database-thread handlers, addressed by index */
     size_t n_handlers;
-    int busy_timeout_ms; /* default 5000 */
+    int busy_timeout_ms;            /* default 5000 */
     const wb_db_attached_t *attach; /* attached at open, after the main file's migrations */
     size_t n_attach;
     /* WAL checkpoints. Past ckpt_pages WAL pages a background thread with its

@@ -14,40 +14,55 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: waybill mailbox-server [--listen ADDR] [--port N] [--channel-db PATH]\n"
-            "                              [--usage-db PATH] [--blur-usage SECONDS] [OPTIONS]\n\n"
-            "The Magic Wormhole mailbox (rendezvous) server: clients reach it at\n"
-            "ws://HOST:PORT/v1 (wormhole --relay-url, wormhole-william --relay-url). State is\n"
-            "kept in SQLite and survives a restart. Runs until SIGINT or SIGTERM; logs one\n"
-            "line per connection and per finished mailbox to stderr (WAYBILL_LOG=debug|info|\n"
-            "warn|error sets the level).\n\n"
-            "  --listen ADDR            listen address (default ::, every address)\n"
-            "  --port N                 TCP port (default 4000; 0 picks one). The Python\n"
-            "                           server's form tcp:N[:interface=ADDR] is accepted too\n"
-            "  --channel-db PATH        live state (default relay.sqlite)\n"
-            "  --usage-db PATH          usage history (nameplates, mailboxes, client versions)\n"
-            "  --blur-usage SECONDS     round usage times down to this many seconds\n"
-            "  --motd TEXT              message of the day sent in the welcome\n"
-            "  --advertise-version V    tell clients the current CLI version is V\n"
-            "  --signal-error TEXT      tell every client to stop with this error\n"
-            "  --disallow-list          answer 'list' with no nameplates\n"
-            "  --max-connections N      WebSocket connections at once (default 20000)\n"
-            "  --max-per-ip N           connections at once from one address (default 0: no limit)\n"
-            "  --max-message BYTES      largest message a client may send (default 1048576)\n"
-            "  --max-mailboxes N        mailboxes alive at once (default 100000)\n"
-            "  --max-messages N         messages kept per mailbox (default 1000)\n"
-            "  --expiry SECONDS         prune mailboxes idle this long (default 660)\n"
-            "  --prune-interval SECONDS how often to look (default 300)\n"
-            "  --handshake-timeout SECONDS  close connections that have not finished the\n"
-            "                           WebSocket upgrade by then (default 10)\n");
+    fprintf(
+        f, "usage: waybill mailbox-server [--listen ADDR] [--port N] [--channel-db PATH]\n"
+           "                              [--usage-db PATH] [--blur-usage SECONDS] [OPTIONS]\n\n"
+           "The Magic Wormhole mailbox (rendezvous) server: clients reach it at\n"
+           "ws://HOST:PORT/v1 (wormhole --relay-url, wormhole-william --relay-url). State is\n"
+           "kept in SQLite and survives a restart. Runs until SIGINT or SIGTERM; logs one\n"
+           "line per connection and per finished mailbox to stderr (WAYBILL_LOG=debug|info|\n"
+           "warn|error sets the level).\n\n"
+           "  --listen ADDR            listen address (default ::, every address)\n"
+           "  --port N                 TCP port (default 4000; 0 picks one). The Python\n"
+           "                           server's form tcp:N[:interface=ADDR] is accepted too\n"
+           "  --channel-db PATH        live state (default relay.sqlite)\n"
+           "  --usage-db PATH          usage history (nameplates, mailboxes, client versions)\n"
+           "  --blur-usage SECONDS     round usage times down to this many seconds\n"
+           "  --motd TEXT              message of the day sent in the welcome\n"
+           "  --advertise-version V    tell clients the current CLI version is V\n"
+           "  --signal-error TEXT      tell every client to stop with this error\n"
+           "  --disallow-list          answer 'list' with no nameplates\n"
+           "  --max-connections N      WebSocket connections at once (default 20000)\n"
+           "  --max-per-ip N           connections at once from one address (default 0: no limit)\n"
+           "  --max-message BYTES      largest message a client may send (default 1048576)\n"
+           "  --max-mailboxes N        mailboxes alive at once (default 100000)\n"
+           "  --max-messages N         messages kept per mailbox (default 1000)\n"
+           "  --expiry SECONDS         prune mailboxes idle this long (default 660)\n"
+           "  --prune-interval SECONDS how often to look (default 300)\n"
+           "  --handshake-timeout SECONDS  close connections that have not finished the\n"
+           "                           WebSocket upgrade by then (default 10)\n");
 }
 
 int wb_cmd_mailbox_server(int argc, char **argv)
 {
     enum {
-        O_LISTEN = 256, O_PORT, O_CHANNEL, O_USAGE, O_BLUR, O_MOTD, O_ADVERTISE, O_SIGNAL,
-        O_DISALLOW, O_MAXCONN, O_PERIP, O_MAXMSG, O_MAXMB, O_MAXMSGS, O_EXPIRY, O_PRUNE, O_HS,
+        O_LISTEN = 256,
+        O_PORT,
+        O_CHANNEL,
+        O_USAGE,
+        O_BLUR,
+        O_MOTD,
+        O_ADVERTISE,
+        O_SIGNAL,
+        O_DISALLOW,
+        O_MAXCONN,
+        O_PERIP,
+        O_MAXMSG,
+        O_MAXMB,
+        O_MAXMSGS,
+        O_EXPIRY,
+        O_PRUNE,
+        O_HS,
     };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},

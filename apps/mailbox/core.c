@@ -84,9 +84,9 @@ struct mb_conn_s {
     mb_conn_t *prev, *next; /* core->conns */
     uint64_t id;
     void *user;
-    char *appid;   /* once bound */
-    char *claimed; /* the nameplate this connection claimed */
-    char *opened;  /* the mailbox id this connection opened */
+    char *appid;      /* once bound */
+    char *claimed;    /* the nameplate this connection claimed */
+    char *opened;     /* the mailbox id this connection opened */
     mb_mailbox_t *mb; /* listening to it (opened and not closed) */
     uint8_t bound, did_allocate, did_claim, did_release, did_open, did_close;
     char side[MB_SIDE_MAX + 1];
@@ -173,8 +173,11 @@ static void rec_touch(mb_core_t *core, const mb_mailbox_t *mb)
 
 static void rec_mbside(mb_core_t *core, const mb_mailbox_t *mb, const mb_mbside_t *s)
 {
-    wb_value_t v[] = {wb_val_text(mb->app->id), wb_val_text(mb->id), wb_val_text(s->side),
-                      wb_val_int(s->opened), s->has_mood ? wb_val_text(s->mood) : wb_val_null(),
+    wb_value_t v[] = {wb_val_text(mb->app->id),
+                      wb_val_text(mb->id),
+                      wb_val_text(s->side),
+                      wb_val_int(s->opened),
+                      s->has_mood ? wb_val_text(s->mood) : wb_val_null(),
                       wb_val_real(s->added)};
     record(core, MB_OP_MBSIDE_PUT, v, 6);
 }
@@ -248,9 +251,12 @@ static void usage_mailbox(mb_core_t *core, const mb_mailbox_t *mb, double now, i
         result = "pruney";
     if (mb->crowded)
         result = "crowded";
-    wb_value_t v[] = {wb_val_text(mb->app->id), wb_val_int(mb->for_nameplate),
-                      wb_val_real(blur(core, t[0])), wb_val_real(now - t[0]),
-                      n > 1 ? wb_val_real(t[1] - t[0]) : wb_val_null(), wb_val_text(result)};
+    wb_value_t v[] = {wb_val_text(mb->app->id),
+                      wb_val_int(mb->for_nameplate),
+                      wb_val_real(blur(core, t[0])),
+                      wb_val_real(now - t[0]),
+                      n > 1 ? wb_val_real(t[1] - t[0]) : wb_val_null(),
+                      wb_val_text(result)};
     record(core, MB_OP_USAGE_MAILBOX, v, 6);
     wb_info(MOD, "mailbox %s (app %s) done: %s, %d side%s, %u message%s, %.1f s", mb->id,
             mb->app->id, result, n, n == 1 ? "" : "s", mb->nmsgs, mb->nmsgs == 1 ? "" : "s",
@@ -740,19 +746,18 @@ static void h_bind(mb_conn_t *c, const wb_json_msg_t *m, double now)
     const char *impl = NULL, *ver = NULL;
     json_t *cv = json_object_get(m->obj, "client_version");
     if (json_is_array(cv) && json_array_size(cv) == 2 && json_is_string(json_array_get(cv, 0)) &&
-        json_is_string(json_array_get(cv, 1)) &&
-        json_string_length(json_array_get(cv, 0)) <= 64 &&
+        json_is_string(json_array_get(cv, 1)) && json_string_length(json_array_get(cv, 0)) <= 64 &&
         json_string_length(json_array_get(cv, 1)) <= 64) {
         impl = json_string_value(json_array_get(cv, 0));
         ver = json_string_value(json_array_get(cv, 1));
     }
     if (core->cfg.usage) {
-        wb_value_t v[] = {wb_val_text(c->appid), wb_val_text(c->side),
-                          wb_val_real(blur(core, now)), opt_text(impl), opt_text(ver)};
+        wb_value_t v[] = {wb_val_text(c->appid), wb_val_text(c->side), wb_val_real(blur(core, now)),
+                          opt_text(impl), opt_text(ver)};
         record(core, MB_OP_USAGE_CLIENT, v, 5);
     }
-    wb_debug(MOD, "connection %llu: bound to app %s as side %s (%s %s)",
-             (unsigned long long)c->id, c->appid, c->side, impl ? impl : "?", ver ? ver : "?");
+    wb_debug(MOD, "connection %llu: bound to app %s as side %s (%s %s)", (unsigned long long)c->id,
+             c->appid, c->side, impl ? impl : "?", ver ? ver : "?");
 }
 
 typedef struct {
@@ -984,7 +989,7 @@ static void h_add(mb_conn_t *c, const wb_json_msg_t *m, double now)
     wb_debug(MOD, "mailbox %s: side %s adds %s (%zu bytes): %.200s", mb->id, c->side, phase,
              strlen(body), body);
     wb_value_t v[] = {wb_val_text(mb->app->id), wb_val_text(mb->id), wb_val_text(c->side),
-                      wb_val_text(phase), wb_val_text(body), wb_val_real(now),
+                      wb_val_text(phase),       wb_val_text(body),   wb_val_real(now),
                       opt_text(msg_id(msg))};
     record(core, MB_OP_MESSAGE_ADD, v, 7);
     mb->updated = now;
@@ -1180,7 +1185,8 @@ const char *mb_conn_side(const mb_conn_t *c)
 typedef void (*handler_t)(mb_conn_t *c, const wb_json_msg_t *m, double now);
 
 static const char *const types[] = {"list", "allocate", "claim", "release", "open", "add", "close"};
-static const handler_t handlers[] = {h_list, h_allocate, h_claim, h_release, h_open, h_add, h_close};
+static const handler_t handlers[] = {h_list, h_allocate, h_claim, h_release,
+                                     h_open, h_add,      h_close};
 
 void mb_conn_input(mb_conn_t *c, const uint8_t *data, size_t len, double now)
 {
@@ -1360,8 +1366,8 @@ int mb_restore_mailbox(mb_core_t *core, const char *app, const char *id, int for
     return 0;
 }
 
-int mb_restore_mailbox_side(mb_core_t *core, const char *app, const char *mailbox,
-                            const char *side, int opened, const char *mood, double added)
+int mb_restore_mailbox_side(mb_core_t *core, const char *app, const char *mailbox, const char *side,
+                            int opened, const char *mood, double added)
 {
     mb_mailbox_t *mb = mailbox_get(app_get(core, app, 0), mailbox);
     if (mb == NULL || mb->nsides >= 2 || strlen(side) > MB_SIDE_MAX || mbside_find(mb, side) >= 0 ||
@@ -1416,8 +1422,8 @@ int mb_restore_nameplate(mb_core_t *core, const char *app, const char *name, con
     return 0;
 }
 
-int mb_restore_nameplate_side(mb_core_t *core, const char *app, const char *name,
-                              const char *side, int claimed, double added)
+int mb_restore_nameplate_side(mb_core_t *core, const char *app, const char *name, const char *side,
+                              int claimed, double added)
 {
     mb_nameplate_t *np = nameplate_get(app_get(core, app, 0), name);
     if (np == NULL || np->nsides >= 2 || strlen(side) > MB_SIDE_MAX || npside_find(np, side) >= 0 ||

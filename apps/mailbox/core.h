@@ -34,8 +34,8 @@
 
 #define MB_APPID_MAX 256 /* bytes */
 #define MB_SIDE_MAX  64
-#define MB_NAME_MAX  64  /* nameplate */
-#define MB_MBID_MAX  64  /* mailbox id */
+#define MB_NAME_MAX  64 /* nameplate */
+#define MB_MBID_MAX  64 /* mailbox id */
 #define MB_PHASE_MAX 256
 #define MB_MOOD_MAX  64
 
@@ -48,11 +48,11 @@ typedef struct {
     const char *signal_error;      /* welcome.error, or NULL */
     int disallow_list;             /* `list` answers an empty list */
     int usage;                     /* write usage rows */
-    uint32_t blur_usage;           /* round usage start times down to this many seconds (0: exact) */
-    double expiry_s;               /* a mailbox idle this long is pruned (660) */
-    uint32_t max_mailboxes;        /* live at once, all apps (100000) */
-    uint32_t max_messages;         /* per mailbox (1000) */
-    uint64_t max_stored_bytes;     /* message bytes kept, all mailboxes (256 MiB) */
+    uint32_t blur_usage;       /* round usage start times down to this many seconds (0: exact) */
+    double expiry_s;           /* a mailbox idle this long is pruned (660) */
+    uint32_t max_mailboxes;    /* live at once, all apps (100000) */
+    uint32_t max_messages;     /* per mailbox (1000) */
+    uint64_t max_stored_bytes; /* message bytes kept, all mailboxes (256 MiB) */
 } mb_config_t;
 
 typedef struct {
@@ -69,8 +69,8 @@ typedef struct {
 } mb_io_t;
 
 typedef struct {
-    uint64_t connections;  /* open now */
-    uint64_t listeners;    /* connections subscribed to a mailbox */
+    uint64_t connections; /* open now */
+    uint64_t listeners;   /* connections subscribed to a mailbox */
     uint64_t apps, nameplates, mailboxes, messages;
     uint64_t stored_bytes;
     uint64_t commands, errors;
@@ -111,15 +111,15 @@ void mb_core_stats(const mb_core_t *core, mb_stats_t *out);
  * mailbox that is not there) are skipped and counted. Return 0 or WB_ENOMEM. */
 int mb_restore_mailbox(mb_core_t *core, const char *app, const char *id, int for_nameplate,
                        double updated, int crowded);
-int mb_restore_mailbox_side(mb_core_t *core, const char *app, const char *mailbox,
-                            const char *side, int opened, const char *mood, double added);
+int mb_restore_mailbox_side(mb_core_t *core, const char *app, const char *mailbox, const char *side,
+                            int opened, const char *mood, double added);
 int mb_restore_message(mb_core_t *core, const char *app, const char *mailbox, const char *side,
                        const char *phase, const char *body, double server_rx,
                        const char *msg_id_json);
 int mb_restore_nameplate(mb_core_t *core, const char *app, const char *name, const char *mailbox,
                          int crowded);
-int mb_restore_nameplate_side(mb_core_t *core, const char *app, const char *name,
-                              const char *side, int claimed, double added);
+int mb_restore_nameplate_side(mb_core_t *core, const char *app, const char *name, const char *side,
+                              int claimed, double added);
 uint64_t mb_restore_skipped(const mb_core_t *core);
 
 #endif

@@ -53,10 +53,10 @@ typedef struct {
     wb_idmap_t conns; /* tcp connection id -> conn_t */
     wb_ws_opts_t ws;
 
-    wb_event_t *out_head, *out_tail; /* refused sends, in order */
+    wb_event_t *out_head, *out_tail;   /* refused sends, in order */
     wb_event_t *held_head, *held_tail; /* replies waiting for a commit; seq in cookie */
     uint64_t seq_issued, seq_done;
-    wb_event_t *last_req; /* this turn's latest database request, not yet sent */
+    wb_event_t *last_req;              /* this turn's latest database request, not yet sent */
     wb_event_t *turn_head, *turn_tail; /* this turn's messages for connections */
     uint64_t db_errors;
 
@@ -287,10 +287,10 @@ static int load_row(srv_t *s, int t, const wb_event_t *res, size_t r)
                                   (int)num(res, r, 5));
     case MB_LOAD_MBSIDES: {
         const char *side = text(res, r, 3, c, sizeof(c));
-        return side == NULL ? 0
-                            : mb_restore_mailbox_side(s->core, app, k2, side, (int)num(res, r, 4),
-                                                      text(res, r, 5, m, sizeof(m)),
-                                                      num(res, r, 6));
+        return side == NULL
+                   ? 0
+                   : mb_restore_mailbox_side(s->core, app, k2, side, (int)num(res, r, 4),
+                                             text(res, r, 5, m, sizeof(m)), num(res, r, 6));
     }
     case MB_LOAD_MESSAGES: {
         const char *side = text(res, r, 3, c, sizeof(c)), *phase = text(res, r, 4, d, sizeof(d));
@@ -304,14 +304,13 @@ static int load_row(srv_t *s, int t, const wb_event_t *res, size_t r)
     }
     case MB_LOAD_NAMEPLATES: {
         const char *mbid = text(res, r, 3, c, sizeof(c));
-        return mbid == NULL ? 0
-                            : mb_restore_nameplate(s->core, app, k2, mbid, (int)num(res, r, 4));
+        return mbid == NULL ? 0 : mb_restore_nameplate(s->core, app, k2, mbid, (int)num(res, r, 4));
     }
     case MB_LOAD_NPSIDES: {
         const char *side = text(res, r, 3, c, sizeof(c));
         return side == NULL ? 0
-                            : mb_restore_nameplate_side(s->core, app, k2, side,
-                                                        (int)num(res, r, 4), num(res, r, 5));
+                            : mb_restore_nameplate_side(s->core, app, k2, side, (int)num(res, r, 4),
+                                                        num(res, r, 5));
     }
     }
     return 0;

@@ -54,10 +54,11 @@ static const wb_db_op_t ops[MB_OP_COUNT] = {
     [MB_OP_MAILBOX_TOUCH] = {"mailbox touch",
                              "UPDATE mailboxes SET updated = ?3 WHERE app_id = ?1 AND id = ?2"},
     [MB_OP_MAILBOX_DEL] = {"mailbox delete", "DELETE FROM mailboxes WHERE app_id = ?1 AND id = ?2"},
-    [MB_OP_MBSIDE_PUT] = {"mailbox side put",
-                          "INSERT INTO mailbox_sides (app_id, mailbox_id, side, opened, mood, added)"
-                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (app_id, mailbox_id, side)"
-                          " DO UPDATE SET opened = excluded.opened, mood = excluded.mood"},
+    [MB_OP_MBSIDE_PUT] =
+        {"mailbox side put",
+         "INSERT INTO mailbox_sides (app_id, mailbox_id, side, opened, mood, added)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (app_id, mailbox_id, side)"
+         " DO UPDATE SET opened = excluded.opened, mood = excluded.mood"},
     [MB_OP_MESSAGE_ADD] = {"message add",
                            "INSERT INTO messages (app_id, mailbox_id, side, phase, body, server_rx,"
                            " msg_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},

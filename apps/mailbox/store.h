@@ -18,26 +18,32 @@
 #include "db/db.h"
 
 enum {
-    MB_OP_MAILBOX_PUT,   /* app, id, for_nameplate, updated, crowded */
-    MB_OP_MAILBOX_TOUCH, /* app, id, updated */
-    MB_OP_MAILBOX_DEL,   /* app, id (sides and messages go with it) */
-    MB_OP_MBSIDE_PUT,    /* app, mailbox, side, opened, mood, added */
-    MB_OP_MESSAGE_ADD,   /* app, mailbox, side, phase, body, server_rx, msg_id (JSON text) */
-    MB_OP_NAMEPLATE_PUT, /* app, name, mailbox, crowded */
-    MB_OP_NAMEPLATE_DEL, /* app, name (sides go with it) */
-    MB_OP_NPSIDE_PUT,    /* app, name, side, claimed, added */
+    MB_OP_MAILBOX_PUT,     /* app, id, for_nameplate, updated, crowded */
+    MB_OP_MAILBOX_TOUCH,   /* app, id, updated */
+    MB_OP_MAILBOX_DEL,     /* app, id (sides and messages go with it) */
+    MB_OP_MBSIDE_PUT,      /* app, mailbox, side, opened, mood, added */
+    MB_OP_MESSAGE_ADD,     /* app, mailbox, side, phase, body, server_rx, msg_id (JSON text) */
+    MB_OP_NAMEPLATE_PUT,   /* app, name, mailbox, crowded */
+    MB_OP_NAMEPLATE_DEL,   /* app, name (sides go with it) */
+    MB_OP_NPSIDE_PUT,      /* app, name, side, claimed, added */
     MB_OP_USAGE_NAMEPLATE, /* app, started, waiting_time, total_time, result */
     MB_OP_USAGE_MAILBOX,   /* app, for_nameplate, started, total_time, waiting_time, result */
     MB_OP_USAGE_CLIENT,    /* app, side, connect_time, implementation, version */
     MB_OP_USAGE_CURRENT_DEL,
-    MB_OP_USAGE_CURRENT,   /* rebooted, updated, blur_time, connections_websocket */
+    MB_OP_USAGE_CURRENT, /* rebooted, updated, blur_time, connections_websocket */
     MB_OP_COUNT
 };
 
 /* The tables loaded at start, in this order (each row's columns as listed in
  * mb_store_load_sql's SELECT). Pages of MB_LOAD_PAGE rows, keyed by rowid. */
-enum { MB_LOAD_MAILBOXES, MB_LOAD_MBSIDES, MB_LOAD_MESSAGES, MB_LOAD_NAMEPLATES, MB_LOAD_NPSIDES,
-       MB_LOAD_TABLES };
+enum {
+    MB_LOAD_MAILBOXES,
+    MB_LOAD_MBSIDES,
+    MB_LOAD_MESSAGES,
+    MB_LOAD_NAMEPLATES,
+    MB_LOAD_NPSIDES,
+    MB_LOAD_TABLES
+};
 #define MB_LOAD_PAGE 4096
 
 /* SELECT of table t (MB_LOAD_*): `rowid, ...columns` WHERE rowid > ?1 ORDER BY

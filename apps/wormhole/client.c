@@ -38,7 +38,7 @@ enum { C_IDLE, C_INPUTTING, C_ALLOCATING, C_KNOWN };
 
 typedef struct msg_s {
     struct msg_s *next;
-    char *side;  /* peer messages */
+    char *side; /* peer messages */
     char *phase;
     uint8_t *body; /* bytes: ciphertext or plaintext */
     size_t len;
@@ -344,8 +344,8 @@ static void o_got_message(wh_client_t *c, const char *side, const char *phase, c
 static void k_got_code(wh_client_t *c, const char *code);
 static void k_got_pake(wh_client_t *c, const uint8_t *body, size_t len);
 static void r_got_key(wh_client_t *c);
-static void r_got_message(wh_client_t *c, const char *side, const char *phase,
-                          const uint8_t *body, size_t len);
+static void r_got_message(wh_client_t *c, const char *side, const char *phase, const uint8_t *body,
+                          size_t len);
 static void s_got_verified_key(wh_client_t *c);
 static void b_got_code(wh_client_t *c, const char *code);
 static void b_got_key(wh_client_t *c);
@@ -817,8 +817,7 @@ static void k_compute(wh_client_t *c, const uint8_t *body, size_t len)
     if (wb_json_str(m.obj, "pake_v1", &hex, &hexlen) == 0)
         peer = hex_decode(hex, hexlen, &plen);
     wb_json_msg_free(&m);
-    int rc = peer == NULL ? WB_EPROTO
-                          : wb_spake2_finish(&c->sp, peer, plen, c->key, NULL, 0);
+    int rc = peer == NULL ? WB_EPROTO : wb_spake2_finish(&c->sp, peer, plen, c->key, NULL, 0);
     free(peer);
     if (rc != 0) {
         c->k = K_SCARED;
@@ -836,8 +835,7 @@ static void k_compute(wh_client_t *c, const uint8_t *body, size_t len)
     uint8_t *box = pt ? malloc(ptlen + WB_WH_BOX_OVERHEAD) : NULL;
     size_t boxlen;
     c->io.random(c->io.ctx, nonce, sizeof(nonce));
-    if (box == NULL ||
-        wb_wh_phase_key(c->key, c->side, strlen(c->side), "version", 7, pkey) != 0 ||
+    if (box == NULL || wb_wh_phase_key(c->key, c->side, strlen(c->side), "version", 7, pkey) != 0 ||
         wb_wh_box_seal(pkey, (const uint8_t *)pt, ptlen, nonce, box, ptlen + WB_WH_BOX_OVERHEAD,
                        &boxlen) != 0) {
         free(pt);
@@ -938,8 +936,8 @@ static void r_got_key(wh_client_t *c)
     }
 }
 
-static void r_got_message(wh_client_t *c, const char *side, const char *phase,
-                          const uint8_t *body, size_t len)
+static void r_got_message(wh_client_t *c, const char *side, const char *phase, const uint8_t *body,
+                          size_t len)
 {
     if (c->r == R_NOKEY) {
         /* only a peer that ignores the protocol gets here (it cannot have
@@ -962,8 +960,8 @@ static void s_encrypt_and_add(wh_client_t *c, const char *phase, const uint8_t *
     uint8_t *box = malloc(len + WB_WH_BOX_OVERHEAD);
     size_t boxlen;
     c->io.random(c->io.ctx, nonce, sizeof(nonce));
-    if (box == NULL || wb_wh_phase_key(c->key, c->side, strlen(c->side), phase, strlen(phase),
-                                       pkey) != 0 ||
+    if (box == NULL ||
+        wb_wh_phase_key(c->key, c->side, strlen(c->side), phase, strlen(phase), pkey) != 0 ||
         wb_wh_box_seal(pkey, pt, len, nonce, box, len + WB_WH_BOX_OVERHEAD, &boxlen) != 0) {
         free(box);
         sodium_memzero(pkey, sizeof(pkey));
@@ -1184,8 +1182,8 @@ int wh_client_new(wh_client_t **out, const wh_config_t *cfg, const wh_io_t *io)
 {
     if (cfg == NULL || cfg->appid == NULL || io == NULL)
         return WB_EINVAL;
-    json_t *av = json_loads(cfg->app_versions ? cfg->app_versions : "{}", JSON_REJECT_DUPLICATES,
-                            NULL);
+    json_t *av =
+        json_loads(cfg->app_versions ? cfg->app_versions : "{}", JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(av)) {
         json_decref(av);
         return WB_EINVAL;

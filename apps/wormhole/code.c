@@ -151,7 +151,7 @@ int wb_wh_code_check_words(const char *code, size_t len, char *err, size_t errle
         }
         if (odd != want_odd) {
             wb_errf(err, errlen, "word %u '%.*s' is from the %s list, word %u takes the %s list", i,
-                (int)n, w, odd ? "odd" : "even", i, want_odd ? "odd" : "even");
+                    (int)n, w, odd ? "odd" : "even", i, want_odd ? "odd" : "even");
             return WB_EINVAL;
         }
         at += n + 1;

@@ -162,7 +162,7 @@ int wb_wh_box_open(const uint8_t key[WB_WH_KEY_LEN], const uint8_t *body, size_t
     WB_ASSERT(body != NULL || len == 0);
     if (len < WB_WH_BOX_OVERHEAD) {
         wb_errf(err, errlen, "encrypted body is %zu bytes, shorter than nonce and MAC (%d)", len,
-            WB_WH_BOX_OVERHEAD);
+                WB_WH_BOX_OVERHEAD);
         return WB_EPROTO;
     }
     size_t n = len - WB_WH_BOX_OVERHEAD;

@@ -149,7 +149,8 @@ int wb__spake2_finish(wb_spake2_t *st, const uint8_t *peer, size_t len,
         goto done;
     }
     if (peer[0] == 'A' || peer[0] == 'B') {
-        wb_errf(err, errlen, "pake message from side %c of asymmetric SPAKE2, not symmetric", peer[0]);
+        wb_errf(err, errlen, "pake message from side %c of asymmetric SPAKE2, not symmetric",
+                peer[0]);
         rc = WB_EPROTO;
         goto done;
     }

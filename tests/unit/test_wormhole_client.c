@@ -52,8 +52,8 @@ typedef struct {
     wh_client_t *c;
     int idx;
     uint64_t rng;
-    uint64_t conn;  /* current connection id, 0 when none */
-    mb_conn_t *mb;  /* its server side, once opened */
+    uint64_t conn; /* current connection id, 0 when none */
+    mb_conn_t *mb; /* its server side, once opened */
     int opening;
     int timer_on;
     uint32_t timer_ms;
@@ -232,8 +232,8 @@ static peer_t *add_peer(uint64_t seed, int nsend, int nrecv, const char *version
     p->nsend = nsend;
     p->nrecv = nrecv;
     wh_config_t cfg = {.appid = APP, .app_versions = versions};
-    wh_io_t io = {p,          cl_ws_open,     cl_ws_send,      cl_ws_close,
-                  cl_timer_start, cl_timer_cancel, cl_random, cl_event};
+    wh_io_t io = {p,         cl_ws_open, cl_ws_send, cl_ws_close, cl_timer_start, cl_timer_cancel,
+                  cl_random, cl_event};
     assert_int_equal(wh_client_new(&p->c, &cfg, &io), 0);
     return p;
 }
@@ -756,12 +756,12 @@ static void test_delays(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_allocated_text),   cmocka_unit_test(test_fixed_code_many),
-        cmocka_unit_test(test_bad_codes),        cmocka_unit_test(test_input_code),
-        cmocka_unit_test(test_wrong_code),       cmocka_unit_test(test_reconnect_everywhere),
-        cmocka_unit_test(test_crowded),          cmocka_unit_test(test_unwelcome),
-        cmocka_unit_test(test_unreachable),      cmocka_unit_test(test_retry_until_back),
-        cmocka_unit_test(test_deterministic),    cmocka_unit_test(test_wire_shape),
+        cmocka_unit_test(test_allocated_text), cmocka_unit_test(test_fixed_code_many),
+        cmocka_unit_test(test_bad_codes),      cmocka_unit_test(test_input_code),
+        cmocka_unit_test(test_wrong_code),     cmocka_unit_test(test_reconnect_everywhere),
+        cmocka_unit_test(test_crowded),        cmocka_unit_test(test_unwelcome),
+        cmocka_unit_test(test_unreachable),    cmocka_unit_test(test_retry_until_back),
+        cmocka_unit_test(test_deterministic),  cmocka_unit_test(test_wire_shape),
         cmocka_unit_test(test_delays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
