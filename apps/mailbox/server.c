@@ -28,6 +28,7 @@
 #include "runtime/error.h"
 #include "runtime/idmap.h"
 #include "runtime/log.h"
+#include "runtime/outbox.h"
 #include "sockets/tcp.h"
 #include "sockets/websocket.h"
 
@@ -53,11 +54,11 @@ typedef struct {
     wb_idmap_t conns; /* tcp connection id -> conn_t */
     wb_ws_opts_t ws;
 
-    wb_event_t *out_head, *out_tail;   /* refused sends, in order */
-    wb_event_t *held_head, *held_tail; /* replies waiting for a commit; seq in cookie */
+    wb_outbox_t out; /* refused sends, in order */
+    wb_evq_t held;   /* replies waiting for a commit; seq in cookie */
     uint64_t seq_issued, seq_done;
-    wb_event_t *last_req;              /* this turn's latest database request, not yet sent */
-    wb_event_t *turn_head, *turn_tail; /* this turn's messages for connections */
+    wb_event_t *last_req; /* this turn's latest database request, not yet sent */
+    wb_evq_t turn;        /* this turn's messages for connections */
     uint64_t db_errors;
 
     int loading; /* table being loaded + 1, 0 when done */
@@ -76,31 +77,10 @@ static double wall_now(void)
 
 /* ---- sending ----------------------------------------------------------------- */
 
-static void chain_push(wb_event_t **head, wb_event_t **tail, wb_event_t *ev)
-{
-    atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
-    if (*tail != NULL)
-        atomic_store_explicit(&(*tail)->next, ev, memory_order_relaxed);
-    else
-        *head = ev;
-    *tail = ev;
-}
-
-static wb_event_t *chain_pop(wb_event_t **head, wb_event_t **tail)
-{
-    wb_event_t *ev = *head;
-    if (ev != NULL) {
-        *head = atomic_load_explicit(&ev->next, memory_order_relaxed);
-        if (*head == NULL)
-            *tail = NULL;
-        atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
-    }
-    return ev;
-}
-
 /* Try one send; WB_EAGAIN leaves ev with the caller. */
-static int try_send(srv_t *s, wb_event_t *ev)
+static int try_send(void *ctx, wb_event_t *ev)
 {
+    srv_t *s = ctx;
     if (ev->type == EV_CLOSE_MARK) {
         if (wb_tcp_close_ws(s->rt, ev->dst, (uint16_t)ev->status, (const char *)ev->data) != 0)
             wb_tcp_close(s->rt, ev->dst);
@@ -120,29 +100,9 @@ static int try_send(srv_t *s, wb_event_t *ev)
 
 static void out(srv_t *s, wb_event_t *ev)
 {
-    if (s->out_head != NULL || try_send(s, ev) == WB_EAGAIN)
-        chain_push(&s->out_head, &s->out_tail, ev);
+    wb_outbox_send(&s->out, ev);
 }
 
-static void out_resume(srv_t *s)
-{
-    wb_event_t *ev;
-    while ((ev = s->out_head) != NULL) {
-        chain_pop(&s->out_head, &s->out_tail);
-        if (try_send(s, ev) == WB_EAGAIN) {
-            /* Back at the front; the lane's resume will come. */
-            atomic_store_explicit(&ev->next, s->out_head, memory_order_relaxed);
-            s->out_head = ev;
-            if (s->out_tail == NULL)
-                s->out_tail = ev;
-            return;
-        }
-    }
-}
-
-/* Messages made during one turn (one event handled) wait for its end: if the
- * turn changed anything, all of them — the ack included — wait for the
- * commit and leave together (one write per connection, not two). */
 static void io_send(void *ctx, mb_conn_t *c, const char *json, size_t len)
 {
     srv_t *s = ctx;
@@ -152,7 +112,7 @@ static void io_send(void *ctx, mb_conn_t *c, const char *json, size_t len)
         return;
     }
     wb_event_route(ev, WB_LANE_ACTOR, s->self, WB_LANE_NET, mb_conn_id(c));
-    chain_push(&s->turn_head, &s->turn_tail, ev);
+    wb_evq_push(&s->turn, ev);
 }
 
 static void io_close(void *ctx, mb_conn_t *c, int code, const char *reason)
@@ -166,7 +126,7 @@ static void io_close(void *ctx, mb_conn_t *c, int code, const char *reason)
     }
     wb_event_route(ev, WB_LANE_ACTOR, s->self, WB_LANE_NET, mb_conn_id(c));
     ev->status = code;
-    chain_push(&s->turn_head, &s->turn_tail, ev);
+    wb_evq_push(&s->turn, ev);
 }
 
 /* The requests of one turn (one event handled) go out in order; all but
@@ -192,30 +152,25 @@ static void end_turn(srv_t *s)
         out(s, s->last_req);
         s->last_req = NULL;
     }
-    if (s->turn_head == NULL)
+    if (wb_evq_empty(&s->turn))
         return;
-    if (s->seq_done < s->seq_issued || s->held_head != NULL) {
-        for (wb_event_t *ev = s->turn_head; ev != NULL;
+    if (s->seq_done < s->seq_issued || !wb_evq_empty(&s->held)) {
+        for (wb_event_t *ev = s->turn.head; ev != NULL;
              ev = atomic_load_explicit(&ev->next, memory_order_relaxed))
             ev->cookie = s->seq_issued;
-        if (s->held_tail != NULL)
-            atomic_store_explicit(&s->held_tail->next, s->turn_head, memory_order_relaxed);
-        else
-            s->held_head = s->turn_head;
-        s->held_tail = s->turn_tail;
+        wb_evq_append(&s->held, &s->turn);
     } else {
         wb_event_t *ev;
-        while ((ev = chain_pop(&s->turn_head, &s->turn_tail)) != NULL)
+        while ((ev = wb_evq_pop(&s->turn)) != NULL)
             out(s, ev);
     }
-    s->turn_head = s->turn_tail = NULL;
 }
 
 /* Results are in up to seq_done: release what waited for them. */
 static void release_held(srv_t *s)
 {
-    while (s->held_head != NULL && s->held_head->cookie <= s->seq_done)
-        out(s, chain_pop(&s->held_head, &s->held_tail));
+    while (!wb_evq_empty(&s->held) && s->held.head->cookie <= s->seq_done)
+        out(s, wb_evq_pop(&s->held));
 }
 
 /* ---- loading ----------------------------------------------------------------- */
@@ -473,7 +428,7 @@ static void handle(wb_actor_t *self, wb_event_t *ev)
         release_held(s);
         break;
     case WB_EV_RESUME:
-        out_resume(s);
+        wb_outbox_resume(&s->out);
         break;
     case WB_EV_TCP_LISTENING:
         on_listening(s, ev);
@@ -526,14 +481,10 @@ static void fini(wb_actor_t *self)
     srv_t *s = wb_actor_state(self);
     wb_idmap_each(&s->conns, free_conn, s);
     wb_idmap_fini(&s->conns);
-    wb_event_t *ev;
-    while ((ev = chain_pop(&s->out_head, &s->out_tail)) != NULL)
-        wb_event_free(ev);
-    while ((ev = chain_pop(&s->held_head, &s->held_tail)) != NULL)
-        wb_event_free(ev);
+    wb_outbox_fini(&s->out);
+    wb_evq_clear(&s->held);
+    wb_evq_clear(&s->turn);
     wb_event_free(s->last_req);
-    while ((ev = chain_pop(&s->turn_head, &s->turn_tail)) != NULL)
-        wb_event_free(ev);
     mb_core_free(s->core);
     free(s);
 }
@@ -561,6 +512,7 @@ int mb_server_setup(wb_rt_t *rt, const mb_server_config_t *cfg)
     s->rt = rt;
     s->cfg = cfg;
     wb_idmap_init(&s->conns);
+    wb_outbox_init(&s->out, try_send, s);
     wb_ws_opts_init(&s->ws);
     s->ws.path = "/v1";
     s->ws.page = "Wormhole Relay\n";

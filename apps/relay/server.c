@@ -27,6 +27,7 @@
 #include "runtime/error.h"
 #include "runtime/idmap.h"
 #include "runtime/log.h"
+#include "runtime/outbox.h"
 #include "runtime/strmap.h"
 #include "sockets/tcp.h"
 
@@ -67,7 +68,7 @@ typedef struct {
     wb_idmap_t conns;    /* tcp connection id -> conn_t */
     wb_idmap_t timers;   /* timer id -> conn_t */
     wb_strmap_t waiting; /* token -> wlist_t */
-    wb_event_t *out_head, *out_tail;
+    wb_outbox_t out;
     int out_paused; /* some connections carry PAUSE_OUTBOX */
     uint64_t listener, stats_timer;
     uint64_t pairs;        /* live pairs */
@@ -85,31 +86,10 @@ static double wall_now(void)
 
 /* ---- sending ----------------------------------------------------------------- */
 
-static void chain_push(wb_event_t **head, wb_event_t **tail, wb_event_t *ev)
-{
-    atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
-    if (*tail != NULL)
-        atomic_store_explicit(&(*tail)->next, ev, memory_order_relaxed);
-    else
-        *head = ev;
-    *tail = ev;
-}
-
-static wb_event_t *chain_pop(wb_event_t **head, wb_event_t **tail)
-{
-    wb_event_t *ev = *head;
-    if (ev != NULL) {
-        *head = atomic_load_explicit(&ev->next, memory_order_relaxed);
-        if (*head == NULL)
-            *tail = NULL;
-        atomic_store_explicit(&ev->next, NULL, memory_order_relaxed);
-    }
-    return ev;
-}
-
 /* One send; WB_EAGAIN leaves ev with the caller. */
-static int try_send(srv_t *s, wb_event_t *ev)
+static int try_send(void *ctx, wb_event_t *ev)
 {
+    srv_t *s = ctx;
     if (ev->type == EV_CLOSE_MARK) {
         wb_tcp_close(s->rt, ev->dst);
         wb_event_free(ev);
@@ -129,10 +109,7 @@ static int try_send(srv_t *s, wb_event_t *ev)
 /* Send ev now, or after what waits; returns 1 when it had to wait. */
 static int out(srv_t *s, wb_event_t *ev)
 {
-    if (s->out_head == NULL && try_send(s, ev) != WB_EAGAIN)
-        return 0;
-    chain_push(&s->out_head, &s->out_tail, ev);
-    return 1;
+    return wb_outbox_send(&s->out, ev);
 }
 
 static void set_pause(srv_t *s, conn_t *c, unsigned bit, int on)
@@ -155,18 +132,8 @@ static void unpause_outbox(uint64_t id, void *val, void *arg)
 
 static void out_resume(srv_t *s)
 {
-    wb_event_t *ev;
-    while ((ev = s->out_head) != NULL) {
-        chain_pop(&s->out_head, &s->out_tail);
-        if (try_send(s, ev) == WB_EAGAIN) {
-            /* Back at the front; the lane's resume will come. */
-            atomic_store_explicit(&ev->next, s->out_head, memory_order_relaxed);
-            s->out_head = ev;
-            if (s->out_tail == NULL)
-                s->out_tail = ev;
-            return;
-        }
-    }
+    if (!wb_outbox_resume(&s->out))
+        return; /* the lane's resume will come */
     if (s->out_paused) {
         s->out_paused = 0;
         wb_idmap_each(&s->conns, unpause_outbox, s);
@@ -185,7 +152,7 @@ static void send_text(srv_t *s, uint64_t conn, const char *text)
 /* Close conn after everything sent to it so far. */
 static void close_after(srv_t *s, uint64_t conn)
 {
-    if (s->out_head == NULL) {
+    if (wb_outbox_idle(&s->out)) {
         wb_tcp_close(s->rt, conn);
         return;
     }
@@ -195,7 +162,7 @@ static void close_after(srv_t *s, uint64_t conn)
         return;
     }
     wb_event_route(ev, WB_LANE_ACTOR, s->self, WB_LANE_NET, conn);
-    chain_push(&s->out_head, &s->out_tail, ev);
+    wb_outbox_queue(&s->out, ev);
 }
 
 /* ---- usage ------------------------------------------------------------------- */
@@ -650,9 +617,7 @@ static void fini(wb_actor_t *self)
     wb_idmap_fini(&s->timers);
     wb_strmap_each(&s->waiting, free_wlist, NULL);
     wb_strmap_fini(&s->waiting);
-    wb_event_t *ev;
-    while ((ev = chain_pop(&s->out_head, &s->out_tail)) != NULL)
-        wb_event_free(ev);
+    wb_outbox_fini(&s->out);
     free(s);
 }
 
@@ -698,6 +663,7 @@ int tr_server_setup(wb_rt_t *rt, const tr_server_config_t *cfg)
     s->cfg = cfg;
     s->rebooted = wall_now();
     wb_idmap_init(&s->conns);
+    wb_outbox_init(&s->out, try_send, s);
     wb_idmap_init(&s->timers);
     wb_strmap_init(&s->waiting);
     int rc = 0;
