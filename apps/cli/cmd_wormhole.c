@@ -311,12 +311,24 @@ static int read_line(char *buf, size_t cap)
     return 0;
 }
 
-static char *read_all_stdin(void)
+/* The text messages we send are bounded: the mailbox servers take a
+ * message of 1 MiB (ours by default) and the hex body doubles it. */
+#define MAX_STDIN_TEXT (1u << 20)
+
+/* All of stdin as a NUL-terminated string; NULL with *why set when it
+ * cannot be read, is larger than MAX_STDIN_TEXT or holds a NUL byte (which
+ * would silently cut the text short). */
+static char *read_all_stdin(const char **why)
 {
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
+    *why = "out of memory";
     while (buf != NULL) {
         if (len + 1 >= cap) {
+            if (cap > MAX_STDIN_TEXT) {
+                *why = "the text is larger than 1 MiB (send a file instead)";
+                break;
+            }
             char *nb = realloc(buf, cap * 2);
             if (nb == NULL)
                 break;
@@ -326,6 +338,18 @@ static char *read_all_stdin(void)
         size_t n = fread(buf + len, 1, cap - len - 1, stdin);
         len += n;
         if (n == 0) {
+            if (ferror(stdin)) {
+                *why = "cannot read stdin";
+                break;
+            }
+            if (len > MAX_STDIN_TEXT) {
+                *why = "the text is larger than 1 MiB (send a file instead)";
+                break;
+            }
+            if (memchr(buf, 0, len) != NULL) {
+                *why = "the text holds a NUL byte";
+                break;
+            }
             buf[len] = 0;
             return buf;
         }
@@ -827,9 +851,10 @@ static int command(int argc, char **argv, int sender)
         }
         if (strcmp(o.text, "-") == 0) {
             fprintf(stderr, "Reading text message from stdin..\n");
-            stdin_text = read_all_stdin();
+            const char *why;
+            stdin_text = read_all_stdin(&why);
             if (stdin_text == NULL) {
-                fprintf(stderr, "waybill send: cannot read stdin\n");
+                fprintf(stderr, "waybill send: %s\n", why);
                 return X_ERROR;
             }
             o.text = stdin_text;
