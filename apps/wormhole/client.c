@@ -1019,7 +1019,7 @@ static void b_got_code(wh_client_t *c, const char *code)
 static void b_got_key(wh_client_t *c)
 {
     if (c->b == B_LONELY)
-        emit(c, WH_EV_KEY, NULL, NULL, NULL, 0, 0);
+        emit(c, WH_EV_KEY, NULL, NULL, c->key, sizeof(c->key), 0);
 }
 
 static void b_happy(wh_client_t *c)

@@ -67,7 +67,9 @@ typedef enum {
     WH_EV_WELCOME,    /* the server's welcome: text = motd or NULL, text2 =
                          current_cli_version or NULL */
     WH_EV_CODE,       /* the code is known: text (allocated, set or input) */
-    WH_EV_KEY,        /* the shared key is computed, not yet confirmed */
+    WH_EV_KEY,        /* the shared key is computed, not yet confirmed: data =
+                         the 32-byte key, for keys the application derives
+                         (transit: keys.h); use it only after WH_EV_VERIFIER */
     WH_EV_VERIFIER,   /* the key is confirmed: data = 32 bytes to compare */
     WH_EV_VERSIONS,   /* the peer's app_versions: text = JSON */
     WH_EV_MESSAGE,    /* application message number `phase`: data[0..len) */
