@@ -10,7 +10,7 @@ echo "== waybill selfcheck"
 ./build-release/waybill selfcheck
 echo
 echo "== benchmarks (figures, not pass/fail; see docs/architecture.md for the goals)"
-for b in handoff queue actor db dispatch kv mailbox wormhole_text relay; do
+for b in handoff queue actor db dispatch kv mailbox wormhole_text relay transfer; do
   [ -x "build-release/tests/bench/bench_$b" ] || continue
   "build-release/tests/bench/bench_$b"
 done
