@@ -7,7 +7,7 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config
   # libraries (see docs/architecture.md for why each is here)
-  libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev libwslay-dev libhttp-parser-dev libjansson-dev libunistring-dev libedit-dev
+  libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev libwslay-dev libhttp-parser-dev libjansson-dev libunistring-dev libedit-dev libzip-dev
   libssl-dev ca-certificates
   # tests: unit, sanitizers, fuzzing, leak checks
   libcmocka-dev clang libclang-rt-14-dev valgrind
