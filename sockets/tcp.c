@@ -65,13 +65,22 @@
  * lane, (listener, peer address) -> connections alive, holds an entry only
  * while its count is above 0.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* splice(2), pipe2(2), F_SETPIPE_SZ */
+#endif
 #include "sockets/tcp.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "runtime/assert.h"
@@ -101,7 +110,16 @@
 #define MAX_READ_BUFFER (16u << 20)
 
 enum { OBJ_CONN = 1, OBJ_LISTENER, OBJ_DIALER };
-enum { CMD_LISTEN = 1, CMD_DIAL, CMD_DIALER, CMD_CLOSE, CMD_OWNER, CMD_PAUSE, CMD_UNPAUSE };
+enum {
+    CMD_LISTEN = 1,
+    CMD_DIAL,
+    CMD_DIALER,
+    CMD_CLOSE,
+    CMD_OWNER,
+    CMD_PAUSE,
+    CMD_UNPAUSE,
+    CMD_SPLICE
+};
 enum { C_RESOLVING = 1, C_CONNECTING, C_OPEN, C_LINGER, C_DEAD };
 
 /* A request from any thread to the lane (the payload of WB__EV_TCP_CMD). */
@@ -112,6 +130,8 @@ typedef struct {
     uint64_t id;
     uint64_t owner;
     wb_tcp_opts_t opts;
+    uint64_t id2;            /* CMD_SPLICE: b (id is a) */
+    wb_tcp_splice_opts_t sp; /* CMD_SPLICE */
     char host[WB_TCP_HOST_MAX + 1];
 } cmd_t;
 
@@ -123,6 +143,7 @@ typedef struct sockets_s sockets_t;
 typedef struct obj_s obj_t;
 typedef struct conn_s conn_t;
 typedef struct gai_s gai_t;
+typedef struct splice_s splice_t;
 
 struct obj_s {
     int kind;
@@ -188,6 +209,9 @@ struct conn_s {
     int dirty;
     conn_t *dirty_next;
     uint64_t opened_at;
+
+    splice_t *sp;    /* spliced (wb_tcp_splice): the connection belongs to it */
+    uint8_t sp_side; /* 0: a, 1: b */
 };
 
 typedef struct {
@@ -234,6 +258,8 @@ struct sockets_s {
     wb_tls_cache_t *tls_cache; /* SSL contexts, made when first needed */
     uint8_t *tls_buf;          /* TLS_PLAIN bytes read, then TLS_SCRATCH to write */
     size_t tls_scratch_len;
+    splice_t *splices; /* every splice not yet ended */
+    splice_t *sp_dirty;
 };
 
 /* An entry of the per-address map; fam 0 marks a free slot. */
@@ -250,6 +276,10 @@ static void conn_flush(conn_t *c);
 static void ip_del(sockets_t *s, uint64_t listener, int fam, const uint8_t *addr);
 static void dialer_conn_ended(dialer_t *d, int was_open, uint64_t opened_at, int status,
                               const char *reason);
+static void sp_peer_end(splice_t *sp, int side, int status, const char *reason);
+static void sp_owner_close(splice_t *sp, int side);
+static void sp_kick(splice_t *sp);
+static void sp_prepare(sockets_t *s);
 
 /* ---- small things ----------------------------------------------------------- */
 
@@ -875,6 +905,10 @@ static void conn_end(conn_t *c, int status, const char *reason)
         conn_close_handles(c);
         return;
     }
+    if (c->sp != NULL) {
+        sp_peer_end(c->sp, c->sp_side, status, reason); /* comes back with sp NULL */
+        return;
+    }
     int was_open = conn_known(c);
     conn_detach(c, 0);
     c->state = C_DEAD;
@@ -915,7 +949,7 @@ static void tls_done(conn_t *c);
  * ended: first what is stashed, then from the socket. */
 static void conn_pump(conn_t *c)
 {
-    if (c->state != C_OPEN || c->held_head != NULL || c->paused || c->ws_ending)
+    if (c->state != C_OPEN || c->held_head != NULL || c->paused || c->ws_ending || c->sp != NULL)
         return;
     if (c->stash != NULL) {
         const uint8_t *p = c->stash + c->stash_off;
@@ -1268,6 +1302,8 @@ static void conn_resume(conn_t *c)
 static void conn_pause(conn_t *c, int on)
 {
     c->paused = on;
+    if (c->sp != NULL)
+        return; /* the splice reads it */
     if (on && c->reading) {
         uv_read_stop((uv_stream_t *)c->tcp);
         c->reading = 0;
@@ -1367,7 +1403,7 @@ static int queue_bytes(conn_t *c, size_t sz)
         return -1;
     }
     c->queued += sz;
-    if (!c->bp && c->queued > c->o.opts.write_high) {
+    if (!c->bp && c->sp == NULL && c->queued > c->o.opts.write_high) {
         c->bp = 1;
         post(&c->o, WB_EV_TCP_BACKPRESSURE, 0, c->queued, NULL);
     }
@@ -1392,6 +1428,12 @@ static int ws_send(conn_t *c, wb_event_t *ev);
 static void conn_enqueue(conn_t *c, wb_event_t *ev)
 {
     char reason[REASON_MAX];
+    if (c->sp != NULL) {
+        /* The connection belongs to its splice: as if sent to a closed id. */
+        wb_event_free(ev);
+        wb_rt_count_drop(c->o.s->rt, WB_LANE_NET);
+        return;
+    }
     if (ev->len > c->o.opts.max_message) {
         snprintf(reason, sizeof(reason), "message of %u bytes exceeds maximum %u", ev->len,
                  c->o.opts.max_message);
@@ -1434,6 +1476,8 @@ static void on_write(uv_write_t *req, int status)
         c->bp = 0;
         post(&c->o, WB_EV_TCP_WRITABLE, 0, c->queued, NULL);
     }
+    if (c->sp != NULL && c->queued == 0)
+        sp_kick(c->sp); /* its write queue is out: the splice may start */
 }
 
 static void tls_flush(conn_t *c);
@@ -1503,6 +1547,7 @@ static void on_prepare(uv_prepare_t *h)
         obj_release(&c->o);
         c = next;
     }
+    sp_prepare(s);
 }
 
 /* ---- connections: WebSocket ------------------------------------------------- */
@@ -1957,10 +2002,649 @@ static void conn_close_owner(conn_t *c, uint16_t code, const char *reason)
 {
     if (c->state == C_LINGER || c->state == C_DEAD)
         return;
+    if (c->sp != NULL) {
+        sp_owner_close(c->sp, c->sp_side);
+        return;
+    }
     if (c->ws != NULL && c->ws_open && !c->ws_ending && wb_ws_close(c->ws, code, reason) == 0 &&
         ws_out(c, 1) != 0)
         return;
     conn_finish(c, 0, "closed by owner");
+}
+
+/* ---- splicing ---------------------------------------------------------------- */
+
+#define SP_DEF_PIPE (1u << 20)
+#define SP_MIN_PIPE 4096u
+#define SP_MAX_PIPE (16u << 20)
+#define SP_ROUNDS   8 /* reads per direction per wake-up, so other pairs get their turn */
+
+enum { SP_DRAIN = 1, SP_RUN, SP_ENDING, SP_DONE };
+
+/* One direction: from c[i] to c[1 - i]. */
+typedef struct {
+    int p[2];       /* the pipe (read end, write end), or -1: copy mode */
+    uint8_t *buf;   /* copy mode */
+    size_t cap;     /* bytes it may hold */
+    size_t held;    /* read, not yet written */
+    size_t off;     /* copy mode: where the held bytes start */
+    uint64_t moved; /* written to the destination (or queued to it at the start) */
+    int in_wait;    /* a read found the pipe full (or the source empty) while bytes were
+                       held: read again once the destination has taken some */
+} sdir_t;
+
+struct splice_s {
+    sockets_t *s;
+    conn_t *c[2];
+    uint64_t id[2];
+    int fd[2];
+    int state;
+    int pending; /* handles not yet closed, and one while on the dirty list */
+    uv_poll_t poll[2];
+    uint8_t poll_live[2];
+    int poll_ev[2];   /* the events poll[i] watches (0: stopped) */
+    uv_timer_t timer; /* the idle timeout, then the flush deadline */
+    int timer_live;
+    sdir_t d[2];
+    wb_tcp_splice_opts_t opts;
+    uint64_t t0, last; /* uv_now at the start and at the last byte moved */
+    size_t max_inflight;
+    /* The end: SPLICED's status, reason and ender; each side's CLOSED, and
+     * whether it closes at once (abort) or after FIN and linger. */
+    int status;
+    uint64_t ended_by;
+    char reason[sizeof(((wb_tcp_spliced_t *)0)->reason)];
+    int cstatus[2];
+    char creason[2][sizeof(((wb_tcp_spliced_t *)0)->reason)];
+    uint8_t dropped[2]; /* side i is gone: what was in flight toward it is dropped */
+    uint8_t abort[2];
+    uint8_t dirty;
+    splice_t *dirty_next;
+    splice_t *prev, *next; /* s->splices */
+};
+
+static void sp_finish(splice_t *sp);
+static void sp_update(splice_t *sp);
+
+static void sp_release(splice_t *sp)
+{
+    WB_ASSERT(sp->pending > 0);
+    if (--sp->pending > 0)
+        return;
+    sockets_t *s = sp->s;
+    free(sp);
+    s_unref(s);
+}
+
+static void sp_close_cb(uv_handle_t *h)
+{
+    sp_release(h->data);
+}
+
+/* SPLICED to the owner of `to`: about a running splice sp, or (sp NULL) a
+ * refused request. */
+static void sp_post(sockets_t *s, const obj_t *to, uint64_t a, uint64_t b, int status,
+                    const splice_t *sp, const char *reason)
+{
+    wb_event_t *ev = wb_event_new(WB_EV_TCP_SPLICED, sizeof(wb_tcp_spliced_t));
+    if (ev == NULL) {
+        wb_error(MOD, "out of memory: lost the end of splice %" PRIu64 "/%" PRIu64, a, b);
+        return;
+    }
+    wb_tcp_spliced_t *r = (wb_tcp_spliced_t *)ev->data;
+    memset(r, 0, sizeof(*r));
+    r->a = a;
+    r->b = b;
+    if (sp != NULL) {
+        r->ended_by = sp->ended_by;
+        r->a_to_b = sp->d[0].moved;
+        r->b_to_a = sp->d[1].moved;
+        r->max_inflight = sp->max_inflight;
+        r->ms = (uint32_t)(uv_now(s->loop) - sp->t0);
+        r->pipe_size = (uint32_t)(sp->d[0].cap < sp->d[1].cap ? sp->d[0].cap : sp->d[1].cap);
+        r->started = 1;
+        r->spliced = sp->d[0].p[0] >= 0 && sp->d[1].p[0] >= 0;
+    }
+    snprintf(r->reason, sizeof(r->reason), "%s", reason);
+    ev->len = sizeof(*r);
+    ev->flags |= WB_EVF_CONTROL;
+    ev->status = status;
+    ev->cookie = b;
+    wb_event_route(ev, WB_LANE_NET, a, to->owner_lane, to->owner);
+    if (wb_rt_send(s->rt, ev) != 0)
+        wb_event_free(ev);
+}
+
+static void sp_dir_close(sdir_t *d)
+{
+    for (int k = 0; k < 2; k++)
+        if (d->p[k] >= 0) {
+            close(d->p[k]);
+            d->p[k] = -1;
+        }
+    free(d->buf);
+    d->buf = NULL;
+}
+
+/* Close its handles (the polls before the connections' sockets), pipes and
+ * buffers; it is freed when the closes are done. */
+static void sp_close(splice_t *sp)
+{
+    sockets_t *s = sp->s;
+    for (int i = 0; i < 2; i++) {
+        if (sp->poll_live[i]) {
+            sp->poll_live[i] = 0;
+            uv_close((uv_handle_t *)&sp->poll[i], sp_close_cb);
+        }
+        sp_dir_close(&sp->d[i]);
+    }
+    if (sp->timer_live) {
+        sp->timer_live = 0;
+        uv_close((uv_handle_t *)&sp->timer, sp_close_cb);
+    }
+    if (sp->prev != NULL)
+        sp->prev->next = sp->next;
+    else if (s->splices == sp)
+        s->splices = sp->next;
+    if (sp->next != NULL)
+        sp->next->prev = sp->prev;
+    sp->prev = sp->next = NULL;
+}
+
+/* Check at the next prepare whether it can start. */
+static void sp_kick(splice_t *sp)
+{
+    if (sp->dirty || sp->state != SP_DRAIN)
+        return;
+    sp->dirty = 1;
+    sp->pending++;
+    sp->dirty_next = sp->s->sp_dirty;
+    sp->s->sp_dirty = sp;
+}
+
+/* Direction i with a pipe (or, failing that or with opts.copy, a buffer). */
+static int sp_dir_open(splice_t *sp, int i)
+{
+    sdir_t *d = &sp->d[i];
+    size_t want = sp->opts.pipe_size;
+    if (!sp->opts.copy && pipe2(d->p, O_NONBLOCK | O_CLOEXEC) == 0) {
+        /* Refused (above pipe-max-size, or the user's pipes are over
+         * pipe-user-pages-soft): the pipe keeps the size it has. */
+        (void)fcntl(d->p[1], F_SETPIPE_SZ, (int)want);
+        int got = fcntl(d->p[1], F_GETPIPE_SZ);
+        d->cap = got > 0 ? (size_t)got : 4096;
+        return 0;
+    }
+    d->p[0] = d->p[1] = -1;
+    d->buf = malloc(want);
+    if (d->buf == NULL)
+        return WB_ENOMEM;
+    d->cap = want;
+    return 0;
+}
+
+/* The kernel refused to splice this socket: copy instead (nothing is held). */
+static int sp_dir_to_copy(splice_t *sp, int i)
+{
+    sdir_t *d = &sp->d[i];
+    uint8_t *b = malloc(sp->opts.pipe_size);
+    if (b == NULL)
+        return -1;
+    sp_dir_close(d);
+    d->buf = b;
+    d->cap = sp->opts.pipe_size;
+    d->off = 0;
+    return 0;
+}
+
+/* Read from c[i] into direction i: bytes, 0 at EOF, or -errno. */
+static ssize_t sp_read(splice_t *sp, int i)
+{
+    sdir_t *d = &sp->d[i];
+    ssize_t n;
+    if (d->p[0] >= 0) {
+        n = splice(sp->fd[i], NULL, d->p[1], NULL, d->cap - d->held,
+                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n >= 0 || !(errno == EINVAL || errno == ENOSYS) || d->held > 0 ||
+            sp_dir_to_copy(sp, i) != 0)
+            return n < 0 ? -errno : n;
+    }
+    if (d->held == 0)
+        d->off = 0;
+    n = recv(sp->fd[i], d->buf + d->off + d->held, d->cap - d->off - d->held, MSG_DONTWAIT);
+    return n < 0 ? -errno : n;
+}
+
+/* Write direction i's bytes to c[1 - i]: bytes, or -errno. */
+static ssize_t sp_write(splice_t *sp, int i)
+{
+    sdir_t *d = &sp->d[i];
+    ssize_t n;
+    if (d->p[0] >= 0) {
+        n = splice(d->p[0], NULL, sp->fd[1 - i], NULL, d->held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    } else {
+        n = send(sp->fd[1 - i], d->buf + d->off, d->held, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            d->off += (size_t)n;
+    }
+    return n < 0 ? -errno : n;
+}
+
+/* errno of a failed read or write as a CLOSED status and text. */
+static int sp_errtext(int err, const char *what, char *out, size_t n)
+{
+    int uverr = uv_translate_sys_error(err);
+    if (err == ECONNRESET || err == EPIPE)
+        snprintf(out, n, "connection reset");
+    else
+        snprintf(out, n, "%s: %s", what, uv_strerror(uverr));
+    return wb_code(uverr);
+}
+
+/* Write what direction i holds to c[1 - i] until it is empty or the socket
+ * is full. 0, or -1 when that connection failed (the splice is ending). */
+static int sp_flush(splice_t *sp, int i)
+{
+    sdir_t *d = &sp->d[i];
+    while (d->held > 0 && !sp->dropped[1 - i]) {
+        ssize_t n = sp_write(sp, i);
+        if (n == -EAGAIN || n == -EINTR)
+            return 0;
+        if (n <= 0) {
+            char reason[REASON_MAX];
+            int st = sp_errtext(n < 0 ? (int)-n : EPIPE, "write", reason, sizeof(reason));
+            sp_peer_end(sp, 1 - i, st, reason);
+            return -1;
+        }
+        d->held -= (size_t)n;
+        d->moved += (uint64_t)n;
+        d->in_wait = 0;
+        sp->last = uv_now(sp->s->loop);
+    }
+    return 0;
+}
+
+/* c[i] is readable: move its bytes toward c[1 - i] while the destination
+ * takes them, at most SP_ROUNDS reads. */
+static void sp_pump(splice_t *sp, int i)
+{
+    sdir_t *d = &sp->d[i];
+    for (int round = 0; round < SP_ROUNDS && sp->state == SP_RUN; round++) {
+        if (d->held > 0 && (d->p[0] < 0 || d->held >= d->cap || d->in_wait))
+            return;
+        ssize_t n = sp_read(sp, i);
+        if (n == 0) {
+            sp_peer_end(sp, i, WB_ECLOSED, "peer closed");
+            return;
+        }
+        if (n == -EAGAIN || n == -EINTR) {
+            /* The source is empty, or the pipe is full (it counts slots,
+             * not bytes): wait for the destination before reading again. */
+            if (d->held > 0)
+                d->in_wait = 1;
+            else
+                return;
+        } else if (n < 0) {
+            char reason[REASON_MAX];
+            int st = sp_errtext((int)-n, "read", reason, sizeof(reason));
+            sp_peer_end(sp, i, st, reason);
+            return;
+        } else {
+            d->held += (size_t)n;
+            if (d->held > sp->max_inflight)
+                sp->max_inflight = d->held;
+            sp->last = uv_now(sp->s->loop);
+        }
+        if (sp_flush(sp, i) != 0 || d->held > 0)
+            return;
+    }
+}
+
+static void sp_on_poll(uv_poll_t *h, int status, int events)
+{
+    splice_t *sp = h->data;
+    int i = h == &sp->poll[0] ? 0 : 1;
+    if (sp->state != SP_RUN && sp->state != SP_ENDING)
+        return;
+    if (status < 0) {
+        char reason[REASON_MAX];
+        snprintf(reason, sizeof(reason), "poll: %s", uv_strerror(status));
+        sp_peer_end(sp, i, wb_code(status), reason);
+        return;
+    }
+    if ((events & UV_WRITABLE) && sp_flush(sp, 1 - i) != 0)
+        return;
+    if ((events & UV_READABLE) && sp->state == SP_RUN)
+        sp_pump(sp, i);
+    sp_update(sp);
+}
+
+/* Watch what each socket is needed for: reading while its direction may
+ * read, writing while bytes wait for it. An ending splice finishes when
+ * nothing waits. */
+static void sp_update(splice_t *sp)
+{
+    if (sp->state != SP_RUN && sp->state != SP_ENDING)
+        return;
+    if (sp->state == SP_ENDING && (sp->dropped[0] || sp->d[1].held == 0) &&
+        (sp->dropped[1] || sp->d[0].held == 0)) {
+        sp_finish(sp);
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        const sdir_t *d = &sp->d[i];
+        int ev = 0;
+        if (sp->state == SP_RUN &&
+            (d->held == 0 || (d->p[0] >= 0 && d->held < d->cap && !d->in_wait)))
+            ev |= UV_READABLE;
+        if (!sp->dropped[i] && sp->d[1 - i].held > 0)
+            ev |= UV_WRITABLE;
+        if (ev == sp->poll_ev[i])
+            continue;
+        sp->poll_ev[i] = ev;
+        int rc = ev != 0 ? uv_poll_start(&sp->poll[i], ev, sp_on_poll) : uv_poll_stop(&sp->poll[i]);
+        if (rc != 0) {
+            char reason[REASON_MAX];
+            snprintf(reason, sizeof(reason), "poll: %s", uv_strerror(rc));
+            sp_peer_end(sp, i, wb_code(rc), reason);
+            return;
+        }
+    }
+}
+
+static void sp_on_timer(uv_timer_t *t);
+
+/* From now on only what is in flight is written, within the connections'
+ * linger time. */
+static void sp_ending(splice_t *sp)
+{
+    sp->state = SP_ENDING;
+    uint32_t ms = sp->c[0]->o.opts.linger_ms > sp->c[1]->o.opts.linger_ms
+                      ? sp->c[0]->o.opts.linger_ms
+                      : sp->c[1]->o.opts.linger_ms;
+    uv_timer_start(&sp->timer, sp_on_timer, ms, 0);
+    sp_update(sp);
+}
+
+/* Connection c[side] ended (EOF, an error): what was in flight toward it is
+ * dropped; it closes at once, the other after what is in flight toward it. */
+static void sp_peer_end(splice_t *sp, int side, int status, const char *reason)
+{
+    if (sp->state == SP_DONE)
+        return;
+    if (sp->state == SP_DRAIN || sp->state == SP_RUN) {
+        sp->ended_by = sp->id[side];
+        sp->status = status;
+        snprintf(sp->reason, sizeof(sp->reason), "connection %" PRIu64 ": %s", sp->id[side],
+                 reason);
+        sp->cstatus[1 - side] = 0;
+        snprintf(sp->creason[1 - side], sizeof(sp->creason[1 - side]), "splice ended");
+    }
+    sp->cstatus[side] = status;
+    snprintf(sp->creason[side], sizeof(sp->creason[side]), "%s", reason);
+    sp->abort[side] = 1;
+    sp->dropped[side] = 1;
+    sp->d[1 - side].held = 0; /* the pipe goes with its bytes */
+    if (sp->state == SP_DRAIN)
+        sp_finish(sp);
+    else if (sp->state == SP_RUN)
+        sp_ending(sp);
+    else
+        sp_update(sp);
+}
+
+/* wb_tcp_close on c[side]: both directions are flushed, both closed. */
+static void sp_owner_close(splice_t *sp, int side)
+{
+    if (sp->state != SP_DRAIN && sp->state != SP_RUN)
+        return; /* ending already */
+    sp->ended_by = sp->id[side];
+    sp->status = 0;
+    snprintf(sp->reason, sizeof(sp->reason), "connection %" PRIu64 ": closed by owner",
+             sp->id[side]);
+    sp->cstatus[side] = sp->cstatus[1 - side] = 0;
+    snprintf(sp->creason[side], sizeof(sp->creason[side]), "closed by owner");
+    snprintf(sp->creason[1 - side], sizeof(sp->creason[1 - side]), "splice ended");
+    if (sp->state == SP_DRAIN)
+        sp_finish(sp);
+    else
+        sp_ending(sp);
+}
+
+static void sp_on_timer(uv_timer_t *t)
+{
+    splice_t *sp = t->data;
+    uint64_t now = uv_now(sp->s->loop);
+    if (sp->state == SP_ENDING) {
+        /* The flush took too long: close what still has bytes waiting at once. */
+        for (int i = 0; i < 2; i++)
+            if (!sp->dropped[i] && sp->d[1 - i].held > 0)
+                sp->abort[i] = 1;
+        sp_finish(sp);
+        return;
+    }
+    if (sp->state != SP_DRAIN && sp->state != SP_RUN)
+        return;
+    uint32_t idle = sp->opts.idle_timeout_ms;
+    if (now - sp->last < idle) {
+        uv_timer_start(&sp->timer, sp_on_timer, idle - (now - sp->last), 0);
+        return;
+    }
+    sp->ended_by = 0;
+    sp->status = WB_ETIMEDOUT;
+    snprintf(sp->reason, sizeof(sp->reason), "idle for %u ms", idle);
+    for (int i = 0; i < 2; i++) {
+        sp->cstatus[i] = WB_ETIMEDOUT;
+        snprintf(sp->creason[i], sizeof(sp->creason[i]), "splice idle for %u ms", idle);
+    }
+    if (sp->state == SP_DRAIN)
+        sp_finish(sp);
+    else
+        sp_ending(sp);
+}
+
+/* The end: SPLICED, then each connection's CLOSED as it closes (at once,
+ * or after its write queue, FIN and linger, by the usual paths). */
+static void sp_finish(splice_t *sp)
+{
+    sockets_t *s = sp->s;
+    sp->state = SP_DONE;
+    wb_debug(MOD, "splice %" PRIu64 "/%" PRIu64 " ended: %s (%" PRIu64 " and %" PRIu64 " bytes)",
+             sp->id[0], sp->id[1], sp->reason, sp->d[0].moved, sp->d[1].moved);
+    sp_post(s, &sp->c[0]->o, sp->id[0], sp->id[1], sp->status, sp, sp->reason);
+    sp_close(sp);
+    sp->c[0]->sp = sp->c[1]->sp = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (sp->abort[i])
+            conn_end(sp->c[i], sp->cstatus[i], sp->creason[i]);
+        else
+            conn_finish(sp->c[i], sp->cstatus[i], sp->creason[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        obj_release(&sp->c[i]->o);
+        sp->c[i] = NULL;
+    }
+}
+
+/* Bytes c[i] read and did not deliver go to c[1 - i]'s write queue, after
+ * what the owner queued there. 0, or WB_ENOMEM. */
+static int sp_take_held(splice_t *sp, int i)
+{
+    conn_t *from = sp->c[i], *to = sp->c[1 - i];
+    wb_event_t *ev = from->held_head;
+    from->held_head = from->held_tail = NULL;
+    while (ev != NULL) {
+        wb_event_t *next = atomic_load_explicit(&ev->next, memory_order_relaxed);
+        sp->d[i].moved += ev->len;
+        to->queued += ev->len;
+        chain_push(&to->wq_head, &to->wq_tail, ev);
+        ev = next;
+    }
+    int rc = 0;
+    if (from->stash != NULL) {
+        size_t n = from->stash_len - from->stash_off;
+        ev = wb_event_new_copy(WB__EV_TCP_SEND, from->stash + from->stash_off, n);
+        free(from->stash);
+        from->stash = NULL;
+        if (ev != NULL) {
+            sp->d[i].moved += n;
+            to->queued += n;
+            chain_push(&to->wq_head, &to->wq_tail, ev);
+        } else {
+            rc = WB_ENOMEM;
+        }
+    }
+    if (to->wq_head != NULL)
+        mark_dirty(to);
+    return rc;
+}
+
+static void sp_request(sockets_t *s, const cmd_t *cmd)
+{
+    uint64_t id[2] = {cmd->id, cmd->id2};
+    conn_t *c[2] = {(conn_t *)obj_get(s, id[0], OBJ_CONN), (conn_t *)obj_get(s, id[1], OBJ_CONN)};
+    char reason[REASON_MAX];
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        if (c[i] == NULL) {
+            rc = WB_ECLOSED;
+            snprintf(reason, sizeof(reason), "connection %" PRIu64 " is closed or unknown", id[i]);
+        } else if (c[i]->ws != NULL || c[i]->tls != NULL || !c[i]->o.opts.raw) {
+            rc = WB_EINVAL;
+            snprintf(reason, sizeof(reason),
+                     "connection %" PRIu64 " is a %s stream: splice is for raw TCP", id[i],
+                     c[i]->ws != NULL    ? "WebSocket"
+                     : c[i]->tls != NULL ? "TLS"
+                                         : "framed");
+        } else if (c[i]->state != C_OPEN) {
+            rc = WB_EINVAL;
+            snprintf(reason, sizeof(reason), "connection %" PRIu64 " is not connected", id[i]);
+        } else if (c[i]->sp != NULL) {
+            rc = WB_EBUSY;
+            snprintf(reason, sizeof(reason), "connection %" PRIu64 " is spliced already", id[i]);
+        }
+    }
+    splice_t *sp = NULL;
+    if (rc == 0 && (sp = calloc(1, sizeof(*sp))) == NULL) {
+        rc = WB_ENOMEM;
+        snprintf(reason, sizeof(reason), "out of memory");
+    }
+    if (rc != 0) {
+        const obj_t *to = c[0] != NULL ? &c[0]->o : c[1] != NULL ? &c[1]->o : NULL;
+        wb_debug(MOD, "splice %" PRIu64 "/%" PRIu64 " refused: %s", id[0], id[1], reason);
+        if (to != NULL)
+            sp_post(s, to, id[0], id[1], rc, NULL, reason);
+        return;
+    }
+    sp->s = s;
+    sp->opts = cmd->sp;
+    s->refs++;
+    sp->next = s->splices;
+    if (s->splices != NULL)
+        s->splices->prev = sp;
+    s->splices = sp;
+    uv_timer_init(s->loop, &sp->timer);
+    sp->timer.data = sp;
+    sp->timer_live = 1;
+    sp->pending = 1;
+    sp->t0 = sp->last = uv_now(s->loop);
+    sp->state = SP_DRAIN;
+    for (int i = 0; i < 2; i++) {
+        sp->c[i] = c[i];
+        sp->id[i] = id[i];
+        sp->fd[i] = -1;
+        sp->d[i].p[0] = sp->d[i].p[1] = -1;
+        sp->poll[i].data = sp;
+        c[i]->sp = sp;
+        c[i]->sp_side = (uint8_t)i;
+        c[i]->o.pending++;
+        if (c[i]->reading) {
+            uv_read_stop((uv_stream_t *)c[i]->tcp);
+            c[i]->reading = 0;
+        }
+    }
+    rc = sp_take_held(sp, 0);
+    if (rc == 0)
+        rc = sp_take_held(sp, 1);
+    wb_debug(MOD, "splice %" PRIu64 "/%" PRIu64 ": taken", id[0], id[1]);
+    if (rc != 0) {
+        sp_peer_end(sp, 0, rc, "out of memory");
+        return;
+    }
+    if (sp->opts.idle_timeout_ms != 0)
+        uv_timer_start(&sp->timer, sp_on_timer, sp->opts.idle_timeout_ms, 0);
+    sp_kick(sp);
+}
+
+/* Both write queues are out (and libuv has stopped watching the sockets):
+ * watch the sockets ourselves and move the bytes. */
+static void sp_run(splice_t *sp)
+{
+    sockets_t *s = sp->s;
+    if (sp->c[0]->queued != 0 || sp->c[1]->queued != 0)
+        return; /* on_write kicks again */
+    for (int i = 0; i < 2; i++) {
+        uv_os_fd_t fd;
+        int rc = uv_fileno((uv_handle_t *)sp->c[i]->tcp, &fd);
+        if (rc == 0)
+            rc = uv_poll_init(s->loop, &sp->poll[i], fd);
+        if (rc == 0) {
+            sp->poll[i].data = sp;
+            sp->poll_live[i] = 1;
+            sp->pending++;
+            sp->fd[i] = fd;
+            rc = sp_dir_open(sp, i);
+            if (rc != 0)
+                rc = UV_ENOMEM;
+        }
+        if (rc != 0) {
+            char reason[REASON_MAX];
+            snprintf(reason, sizeof(reason), "splice: %s", uv_strerror(rc));
+            wb_warn(MOD, "connection %" PRIu64 ": %s", sp->id[i], reason);
+            sp_peer_end(sp, i, wb_code(rc), reason); /* still SP_DRAIN: ends at once */
+            return;
+        }
+    }
+    sp->state = SP_RUN;
+    sp_update(sp);
+}
+
+/* Before the loop polls: start the splices whose write queues are out. */
+static void sp_prepare(sockets_t *s)
+{
+    splice_t *sp = s->sp_dirty;
+    s->sp_dirty = NULL;
+    while (sp != NULL) {
+        splice_t *next = sp->dirty_next;
+        sp->dirty = 0;
+        if (sp->state == SP_DRAIN)
+            sp_run(sp);
+        sp_release(sp);
+        sp = next;
+    }
+}
+
+/* The runtime stops: end every splice silently. */
+static void sp_stop_all(sockets_t *s)
+{
+    splice_t *sp = s->sp_dirty;
+    s->sp_dirty = NULL;
+    while (sp != NULL) {
+        splice_t *next = sp->dirty_next;
+        sp->dirty = 0;
+        sp_release(sp);
+        sp = next;
+    }
+    while (s->splices != NULL) {
+        sp = s->splices;
+        sp->state = SP_DONE;
+        sp_close(sp);
+        for (int i = 0; i < 2; i++) {
+            sp->c[i]->sp = NULL;
+            obj_release(&sp->c[i]->o);
+            sp->c[i] = NULL;
+        }
+    }
 }
 
 /* ---- listeners -------------------------------------------------------------- */
@@ -2297,6 +2981,9 @@ static void on_cmd(sockets_t *s, const cmd_t *cmd)
         if (o != NULL)
             conn_pause((conn_t *)o, cmd->op == CMD_PAUSE);
         break;
+    case CMD_SPLICE:
+        sp_request(s, cmd);
+        break;
     case CMD_OWNER:
         o = obj_get(s, cmd->id, 0);
         if (o != NULL) {
@@ -2367,6 +3054,12 @@ static int on_start(wb_rt_t *rt, void *ctx)
     s->rbuf = malloc(s->cfg.read_buffer);
     if (s->rbuf == NULL)
         return WB_ENOMEM;
+    /* A write to a peer that reset fails with EPIPE instead of killing the
+     * process (splice(2) has no MSG_NOSIGNAL). */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     s->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)s ^ 0x9E3779B97F4A7C15ull;
     if (s->rng == 0)
         s->rng = 1;
@@ -2394,6 +3087,7 @@ static void on_stop(wb_rt_t *rt, void *ctx)
         obj_release(&c->o);
         c = next;
     }
+    sp_stop_all(s); /* the polls go before the sockets they watch */
     for (obj_t *o = s->all; o != NULL; o = o->next) {
         o->pending++;
         if (o->kind == OBJ_CONN) {
@@ -2795,6 +3489,32 @@ int wb_tcp_set_owner(wb_rt_t *rt, uint64_t id, wb_lane_t owner_lane, uint64_t ow
     cmd.id = id;
     cmd.owner_lane = (uint8_t)owner_lane;
     cmd.owner = owner;
+    return post_cmd(rt, &cmd);
+}
+
+void wb_tcp_splice_opts_init(wb_tcp_splice_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->pipe_size = SP_DEF_PIPE;
+}
+
+int wb_tcp_splice(wb_rt_t *rt, uint64_t a, uint64_t b, const wb_tcp_splice_opts_t *opts)
+{
+    if (rt == NULL || a == 0 || b == 0 || a == b)
+        return WB_EINVAL;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = CMD_SPLICE;
+    cmd.id = a;
+    cmd.id2 = b;
+    wb_tcp_splice_opts_init(&cmd.sp);
+    if (opts != NULL) {
+        cmd.sp = *opts;
+        if (cmd.sp.pipe_size == 0)
+            cmd.sp.pipe_size = SP_DEF_PIPE;
+    }
+    if (cmd.sp.pipe_size < SP_MIN_PIPE || cmd.sp.pipe_size > SP_MAX_PIPE)
+        return WB_EINVAL;
     return post_cmd(rt, &cmd);
 }
 

@@ -45,6 +45,10 @@
  *   WB_EV_TCP_RETRY       src = dialer: an attempt failed or its connection
  *                         ended; status = why, cookie = the delay in ms before
  *                         the next attempt, payload = reason text.
+ *   WB_EV_TCP_SPLICED     src = a, cookie = b of wb_tcp_splice(a, b): the
+ *                         splice ended (or was refused). status: the reason
+ *                         code, payload: a wb_tcp_spliced_t (bytes each way,
+ *                         who ended it, the reason text). See "Splicing".
  *
  * CLOSED reasons (status, example text):
  *   0            "closed by owner", "listener closed", "dialer closed"
@@ -201,6 +205,57 @@
  *   Inbox refusal works as for the other streams: what is not yet delivered
  *   stays as ciphertext or decrypted records inside TLS, or in the stash.
  *
+ * Splicing (wb_tcp_splice(a, b)). From the moment the request is taken on
+ * this lane, the bytes read from a are written to b and those read from b to
+ * a, here, without going up to the owner: splice(2) through one pipe per
+ * direction (socket -> pipe -> socket, the bytes stay in the kernel), or
+ * read/write through a buffer (opts->copy, or when no pipe can be made).
+ * Only raw TCP connections (opts.raw, no ws, no tls) that are open can be
+ * spliced.
+ *   Order. Taking the request stops reading both. What was read and not yet
+ *   delivered to the owner (a refused blob, the rest of its read) is queued
+ *   to the other connection behind what the owner had queued there; those
+ *   writes go out first, and the kernel-to-kernel copy starts when both
+ *   write queues are empty. BLOBs handed up before the request was taken are
+ *   the owner's: a splice cannot place them. An owner that must not have any
+ *   in flight pauses both connections (wb_tcp_pause, taken in order) before
+ *   whatever makes the peers send (e.g. its "ok"), then splices.
+ *   Backpressure. A direction holds at most one pipe (or buffer) of bytes:
+ *   while it holds bytes the destination has not taken, the source is not
+ *   read (it is read again when the destination drains), so a slow reader
+ *   holds its peer's sender back through TCP. The lane holds per splice at
+ *   most 2 * pipe size (opts->pipe_size, 1 MiB asked; the kernel may give
+ *   less, e.g. over the user's pipe-user-pages-soft) plus what was held when
+ *   it started.
+ *   During the splice the connections belong to it: wb_tcp_send to them is
+ *   dropped (as to a closed id), wb_tcp_pause/resume do nothing, no BLOB,
+ *   BACKPRESSURE or WRITABLE is sent. wb_tcp_close on either ends it.
+ *   Ending. EOF or an error on one connection ends it: what is in flight
+ *   toward the other is written (within the other's linger_ms), then the
+ *   other is closed like wb_tcp_close (FIN, linger); what was in flight
+ *   toward the one that ended is dropped. No half-close. wb_tcp_close on
+ *   either, or opts->idle_timeout_ms without a byte either way, flushes both
+ *   directions and closes both. Then the owner of a gets exactly one
+ *   WB_EV_TCP_SPLICED (status, payload wb_tcp_spliced_t below), followed by
+ *   the usual CLOSED of each connection (to its owner):
+ *     status         SPLICED reason             CLOSED of the one / the other
+ *     WB_ECLOSED     "connection 7: peer closed"   WB_ECLOSED "peer closed" /
+ *                                                  0 "splice ended"
+ *     WB_EIO ...     "connection 7: connection reset" (the same way)
+ *     0              "connection 7: closed by owner"  0 "closed by owner" /
+ *                                                  0 "splice ended"
+ *     WB_ETIMEDOUT   "idle for 600000 ms"       both WB_ETIMEDOUT "splice
+ *                                                  idle for 600000 ms"
+ *   Refusal. A request the lane cannot take (an id closed or unknown:
+ *   WB_ECLOSED; not an open raw TCP connection, e.g. a WebSocket or TLS one:
+ *   WB_EINVAL; already spliced: WB_EBUSY; WB_ENOMEM) leaves both connections
+ *   as they were and sends one SPLICED with started = 0 and the reason, to
+ *   a's owner (b's when a is gone; none when both are gone: their CLOSED
+ *   came already). When the runtime stops, splices end silently.
+ *
+ * SIGPIPE is blocked on the network lane's thread: a write to a peer that
+ * reset is an error (EPIPE), never a signal.
+ *
  * Every connection has TCP_NODELAY set.
  */
 #ifndef WB_TCP_H
@@ -223,6 +278,7 @@ enum {
     WB_EV_TCP_BACKPRESSURE,
     WB_EV_TCP_WRITABLE,
     WB_EV_TCP_RETRY,
+    WB_EV_TCP_SPLICED,
     /* Internal: requests to the network lane. */
     WB__EV_TCP_STATE = 760,
     WB__EV_TCP_CMD,
@@ -336,6 +392,40 @@ int wb_tcp_close_ws(wb_rt_t *rt, uint64_t id, uint16_t code, const char *reason)
  * WB_ECLOSED. */
 int wb_tcp_pause(wb_rt_t *rt, uint64_t conn);
 int wb_tcp_resume(wb_rt_t *rt, uint64_t conn);
+
+/* wb_tcp_splice's options. A zero field takes its default. */
+typedef struct {
+    uint32_t idle_timeout_ms; /* no byte either way for this long ends it (0: never) */
+    uint32_t pipe_size;       /* bytes a direction holds: F_SETPIPE_SZ, or the copy buffer
+                                 (default 1 MiB, at least 4096; the kernel may give less) */
+    uint32_t copy;            /* nonzero: read/write through a buffer, not splice(2) */
+} wb_tcp_splice_opts_t;
+
+/* The payload of WB_EV_TCP_SPLICED. */
+typedef struct {
+    uint64_t a, b;         /* as given to wb_tcp_splice */
+    uint64_t ended_by;     /* a or b: its end (EOF, error, wb_tcp_close) ended the splice; 0:
+                              the idle timeout, or a refusal */
+    uint64_t a_to_b;       /* bytes read from a and written to b (or queued to b when the
+                              splice began: bytes read before, not delivered to the owner) */
+    uint64_t b_to_a;       /* the same the other way */
+    uint64_t max_inflight; /* most bytes held at once in one direction's pipe or buffer */
+    uint32_t ms;           /* from the request taken to the end */
+    uint32_t pipe_size;    /* bytes per direction it ran with (the kernel's pipe size) */
+    uint8_t started;       /* 0: refused, nothing changed (status and reason say why) */
+    uint8_t spliced;       /* 1: splice(2) through pipes; 0: read/write through buffers */
+    char reason[200];      /* NUL-terminated */
+} wb_tcp_spliced_t;
+
+void wb_tcp_splice_opts_init(wb_tcp_splice_opts_t *opts);
+
+/* Splice connections a and b on the network lane (see "Splicing"): their
+ * bytes go to each other without reaching the owner, until either ends;
+ * then one WB_EV_TCP_SPLICED to a's owner, and CLOSED for each. opts may be
+ * NULL (defaults); it is copied. Any thread. Returns 0 (the request is
+ * posted; a refusal on the lane comes as SPLICED with started = 0),
+ * WB_EINVAL (a == b, an id 0), WB_ENOMEM or WB_ECLOSED. */
+int wb_tcp_splice(wb_rt_t *rt, uint64_t a, uint64_t b, const wb_tcp_splice_opts_t *opts);
 
 /* Send future events about id (a connection, listener or dialer) to
  * (owner_lane, owner) instead: e.g. hand an accepted connection to an actor
