@@ -5,11 +5,21 @@
  * and waits for a partner sits in the waiting list of its token (a map from
  * token to a FIFO of connections). Paired connections point at each other.
  *
+ * Pairing hands the two connections to the network lane (wb_tcp_splice):
+ * both are paused first, then get "ok\n", then the splice request follows in
+ * the same order. Reading is paused before either peer can have seen its
+ * "ok", so no byte sent after it can reach the actor: a BLOB that still
+ * arrives for a paired connection was sent before "ok" (impatient), and the
+ * pair is closed. The actor then waits for WB_EV_TCP_SPLICED: bytes each
+ * way, who ended it and why, for the log line and the usage row. When the
+ * lane refuses the splice (a connection closed meanwhile) the pair ends as
+ * if closed; when both ended before the request was taken no SPLICED comes,
+ * and the second CLOSED ends the pair.
+ *
  * Sends the network or database lane refuses (WB_EAGAIN: its inbox is full)
  * wait in one FIFO, the outbox, in the order they were made; while it is not
  * empty every new send joins it, so nothing overtakes anything (a reply
- * before the forwarded bytes, the forwarded bytes before the close). The
- * source of a forward that had to wait is paused until the outbox is empty.
+ * before the close, the "ok" before the splice).
  */
 #include "apps/relay/server.h"
 
@@ -34,24 +44,26 @@
 #define MOD "relay"
 /* In the outbox, not sent: "close connection dst" in its place. */
 #define EV_CLOSE_MARK (WB_EV_USER + 1)
+/* In the outbox, not sent: "splice dst with cookie" in its place. */
+#define EV_SPLICE_MARK (WB_EV_USER + 2)
 
-/* C_REDUNDANT: handshake done, taken off its waiting list, being closed. */
+/* C_REDUNDANT: handshake done, taken off its waiting list, being closed.
+ * C_PAIRED: handed to the splice, waiting for its end. */
 enum { C_HANDSHAKE, C_WAITING, C_PAIRED, C_REDUNDANT };
-/* Why a connection's reading is paused (any bit set: paused). */
-enum { PAUSE_BUDDY = 1u << 0, PAUSE_OUTBOX = 1u << 1 };
 
 typedef struct conn_s conn_t;
 struct conn_s {
     uint64_t id;
     int state;
-    uint8_t pause;
     uint8_t got_bytes; /* sent anything at all */
+    uint8_t impatient; /* paired: sent bytes before its "ok" */
+    uint8_t closed;    /* paired: its CLOSED came before the splice's end */
     conn_t *buddy;
     conn_t *wnext;  /* next in its token's waiting list */
-    uint64_t timer; /* wait timer, or the pair's idle timer (on one of the two) */
-    uint64_t opened_ms, last_ms;
+    uint64_t timer; /* wait timer */
+    uint64_t opened_ms;
     double started;    /* wall clock at accept */
-    uint64_t bytes_in; /* received from this connection (and forwarded) */
+    uint64_t bytes_in; /* received from this connection and relayed (at the pair's end) */
     tr_hs_t hs;
     char peer[64];
 };
@@ -69,10 +81,9 @@ typedef struct {
     wb_idmap_t timers;   /* timer id -> conn_t */
     wb_strmap_t waiting; /* token -> wlist_t */
     wb_outbox_t out;
-    int out_paused; /* some connections carry PAUSE_OUTBOX */
+    wb_tcp_splice_opts_t splice;
     uint64_t listener, stats_timer;
-    uint64_t pairs;        /* live pairs */
-    uint64_t paired_bytes; /* bytes moved by live pairs */
+    uint64_t pairs; /* live pairs */
     uint64_t db_errors;
     double rebooted;
 } srv_t;
@@ -95,6 +106,18 @@ static int try_send(void *ctx, wb_event_t *ev)
         wb_event_free(ev);
         return 0;
     }
+    if (ev->type == EV_SPLICE_MARK) {
+        int rc = wb_tcp_splice(s->rt, ev->dst, ev->cookie, &s->splice);
+        if (rc != 0) {
+            /* No SPLICED will come: the two CLOSED end the pair. */
+            wb_warn(MOD, "cannot splice connections %" PRIu64 " and %" PRIu64 ": %s", ev->dst,
+                    ev->cookie, wb_strerror(rc));
+            wb_tcp_close(s->rt, ev->dst);
+            wb_tcp_close(s->rt, ev->cookie);
+        }
+        wb_event_free(ev);
+        return 0;
+    }
     int rc = ev->dst_lane == WB_LANE_NET ? wb_tcp_send(s->rt, ev->dst, ev) : wb_rt_send(s->rt, ev);
     if (rc == WB_EAGAIN)
         return rc;
@@ -112,32 +135,9 @@ static int out(srv_t *s, wb_event_t *ev)
     return wb_outbox_send(&s->out, ev);
 }
 
-static void set_pause(srv_t *s, conn_t *c, unsigned bit, int on)
-{
-    unsigned was = c->pause;
-    c->pause = (uint8_t)(on ? was | bit : was & ~bit);
-    if (was == 0 && c->pause != 0)
-        wb_tcp_pause(s->rt, c->id);
-    else if (was != 0 && c->pause == 0)
-        wb_tcp_resume(s->rt, c->id);
-}
-
-static void unpause_outbox(uint64_t id, void *val, void *arg)
-{
-    (void)id;
-    conn_t *c = val;
-    if (c->pause & PAUSE_OUTBOX)
-        set_pause(arg, c, PAUSE_OUTBOX, 0);
-}
-
 static void out_resume(srv_t *s)
 {
-    if (!wb_outbox_resume(&s->out))
-        return; /* the lane's resume will come */
-    if (s->out_paused) {
-        s->out_paused = 0;
-        wb_idmap_each(&s->conns, unpause_outbox, s);
-    }
+    wb_outbox_resume(&s->out); /* when not all went, the lane's resume will come */
 }
 
 static void send_text(srv_t *s, uint64_t conn, const char *text)
@@ -184,9 +184,11 @@ static void write_current(srv_t *s)
     if (s->cfg->usage_db == NULL)
         return;
     db_op(s, TR_OP_CURRENT_DEL, NULL, 0);
-    wb_value_t v[] = {
-        wb_val_real(s->rebooted), wb_val_real(wall_now()), wb_val_int((int64_t)s->pairs),
-        wb_val_int((int64_t)wb_strmap_count(&s->waiting)), wb_val_int((int64_t)s->paired_bytes)};
+    /* incomplete_bytes: the lane moves a pair's bytes and counts them for
+     * the actor only when the pair ends, so live pairs count 0. */
+    wb_value_t v[] = {wb_val_real(s->rebooted), wb_val_real(wall_now()),
+                      wb_val_int((int64_t)s->pairs),
+                      wb_val_int((int64_t)wb_strmap_count(&s->waiting)), wb_val_int(0)};
     db_op(s, TR_OP_CURRENT, v, 5);
 }
 
@@ -290,9 +292,9 @@ static void conn_end(srv_t *s, conn_t *c, const char *result, const char *why, c
     free(c);
 }
 
-/* The pair of c ends: c ended for `why` (closed_by_peer: it is already
- * closed), its buddy is closed after what is queued for it. */
-static void pair_end(srv_t *s, conn_t *c, const char *result, const char *why, int closed_by_peer)
+/* The pair of c ends: c ended for `why`. close: close both (after what is
+ * queued for them); else the lane has closed them or is closing them. */
+static void pair_end(srv_t *s, conn_t *c, const char *result, const char *why, int close)
 {
     conn_t *b = c->buddy;
     /* a: the one that waited, b: the one that completed the pair. */
@@ -309,10 +311,10 @@ static void pair_end(srv_t *s, conn_t *c, const char *result, const char *why, i
             last - first, result, c->id, why);
     usage(s, first, total, last - first, a->bytes_in + b->bytes_in, result);
     s->pairs--;
-    s->paired_bytes -= a->bytes_in + z->bytes_in;
-    if (!closed_by_peer)
+    if (close) {
         close_after(s, c->id);
-    close_after(s, b->id);
+        close_after(s, b->id);
+    }
     timer_stop(s, c);
     timer_stop(s, b);
     wb_idmap_del(&s->conns, c->id);
@@ -329,12 +331,23 @@ static void pair(srv_t *s, conn_t *a, conn_t *b)
     a->buddy = b;
     b->buddy = a;
     a->state = b->state = C_PAIRED;
-    a->last_ms = b->last_ms = wb_rt_now_ms(s->rt);
+    /* Paused before the "ok"s, so nothing sent after them comes up here;
+     * the splice takes over in order after them. */
+    wb_tcp_pause(s->rt, a->id);
+    wb_tcp_pause(s->rt, b->id);
     send_text(s, a->id, TR_REPLY_OK);
     send_text(s, b->id, TR_REPLY_OK);
+    wb_event_t *mark = wb_event_new(EV_SPLICE_MARK, 0);
+    if (mark != NULL) {
+        wb_event_route(mark, WB_LANE_ACTOR, s->self, WB_LANE_NET, a->id);
+        mark->cookie = b->id;
+        out(s, mark);
+    } else {
+        wb_warn(MOD, "out of memory: closing the pair of %" PRIu64 " and %" PRIu64, a->id, b->id);
+        close_after(s, a->id);
+        close_after(s, b->id);
+    }
     s->pairs++;
-    if (s->cfg->idle_timeout_ms != 0)
-        timer_set(s, b, s->cfg->idle_timeout_ms);
     wb_debug(MOD, "pair %s: connections %" PRIu64 " (%s) and %" PRIu64 " (%s)", token16(a, t),
              a->id, a->peer, b->id, b->peer);
 }
@@ -440,14 +453,12 @@ static void on_blob(srv_t *s, wb_event_t *ev)
         return;
     }
     if (c->state == C_PAIRED) {
-        conn_t *b = c->buddy;
-        c->bytes_in += ev->len;
-        s->paired_bytes += ev->len;
-        c->last_ms = wb_rt_now_ms(s->rt);
-        wb_event_route(ev, WB_LANE_ACTOR, s->self, WB_LANE_NET, b->id);
-        if (out(s, ev) && !(c->pause & PAUSE_OUTBOX)) {
-            set_pause(s, c, PAUSE_OUTBOX, 1);
-            s->out_paused = 1;
+        /* Read before the pause, so sent before "ok": the splice cannot
+         * place these bytes. Closing ends the pair. */
+        wb_event_free(ev);
+        if (!c->impatient) {
+            c->impatient = 1;
+            wb_tcp_close(s->rt, c->id);
         }
         return;
     }
@@ -482,9 +493,15 @@ static void on_closed(srv_t *s, wb_event_t *ev)
         return;
     char why[160];
     snprintf(why, sizeof(why), "%.*s", (int)ev->len, (const char *)ev->data);
-    if (c->state == C_PAIRED)
-        pair_end(s, c, "happy", why, 1);
-    else if (c->state == C_WAITING)
+    if (c->state == C_PAIRED) {
+        /* Before the splice's end: it was refused or is yet to be (then its
+         * SPLICED comes), unless both are gone before it was taken. */
+        c->closed = 1;
+        if (c->buddy->closed)
+            pair_end(s, c, c->impatient || c->buddy->impatient ? "errory" : "happy", why, 0);
+        return;
+    }
+    if (c->state == C_WAITING)
         conn_end(s, c, "lonely", why, NULL, 0);
     else
         conn_end(s, c, c->got_bytes ? "errory" : NULL, why, NULL, 0);
@@ -501,30 +518,45 @@ static void on_timer(srv_t *s, uint64_t id)
     if (c == NULL)
         return;
     c->timer = 0;
-    if (c->state != C_PAIRED) {
-        char why[64];
-        snprintf(why, sizeof(why), "not paired within %u s", s->cfg->wait_timeout_ms / 1000);
-        conn_end(s, c, c->state == C_WAITING ? "lonely" : "errory", why, NULL, 1);
-        return;
-    }
-    uint64_t now = wb_rt_now_ms(s->rt), idle_ms = s->cfg->idle_timeout_ms;
-    uint64_t last = c->last_ms > c->buddy->last_ms ? c->last_ms : c->buddy->last_ms;
-    if (now - last < idle_ms) {
-        timer_set(s, c, idle_ms - (now - last));
-        return;
-    }
+    if (c->state == C_PAIRED)
+        return; /* the splice keeps the idle timeout */
     char why[64];
-    snprintf(why, sizeof(why), "idle for %" PRIu64 " s", idle_ms / 1000);
-    pair_end(s, c, "pruney", why, 0);
+    snprintf(why, sizeof(why), "not paired within %u s", s->cfg->wait_timeout_ms / 1000);
+    conn_end(s, c, c->state == C_WAITING ? "lonely" : "errory", why, NULL, 1);
 }
 
-static void on_backpressure(srv_t *s, wb_event_t *ev, int on)
+/* The splice of a pair ended (or was refused): the pair's usage row and log
+ * line; the lane closes both (a refused pair is closed here). */
+static void on_spliced(srv_t *s, wb_event_t *ev)
 {
-    /* ev->src's write queue is full (or drained): hold back (or release)
-     * the connection that fills it. */
-    conn_t *c = wb_idmap_get(&s->conns, ev->src);
-    if (c != NULL && c->state == C_PAIRED)
-        set_pause(s, c->buddy, PAUSE_BUDDY, on);
+    if (ev->len != sizeof(wb_tcp_spliced_t))
+        return;
+    const wb_tcp_spliced_t *r = (const wb_tcp_spliced_t *)ev->data;
+    conn_t *a = wb_idmap_get(&s->conns, r->a);
+    if (a == NULL || a->state != C_PAIRED || a->buddy->id != r->b)
+        return;
+    conn_t *b = a->buddy;
+    a->bytes_in = r->a_to_b;
+    b->bytes_in = r->b_to_a;
+    if (!r->started) {
+        pair_end(s, a, a->impatient || b->impatient ? "errory" : "happy", r->reason, 1);
+        return;
+    }
+    conn_t *c = r->ended_by == b->id ? b : a;
+    char why[sizeof(r->reason)];
+    const char *result = "happy";
+    if (a->impatient || b->impatient) {
+        result = "errory";
+        snprintf(why, sizeof(why), "data before ok");
+    } else if (ev->status == WB_ETIMEDOUT && r->ended_by == 0) {
+        result = "pruney";
+        snprintf(why, sizeof(why), "idle for %u s", s->cfg->idle_timeout_ms / 1000);
+    } else {
+        /* "connection 7: peer closed": the log names the connection itself. */
+        const char *p = strstr(r->reason, ": ");
+        snprintf(why, sizeof(why), "%s", p != NULL ? p + 2 : r->reason);
+    }
+    pair_end(s, c, result, why, 0);
 }
 
 static void handle(wb_actor_t *self, wb_event_t *ev)
@@ -550,6 +582,11 @@ static void handle(wb_actor_t *self, wb_event_t *ev)
             to.write_high = cfg->write_high;
             to.write_low = cfg->write_high / 4;
             to.write_hard_cap = tr_server_hard_cap(cfg);
+            wb_tcp_splice_opts_init(&s->splice);
+            s->splice.idle_timeout_ms = cfg->idle_timeout_ms;
+            if (cfg->splice_pipe != 0)
+                s->splice.pipe_size = cfg->splice_pipe;
+            s->splice.copy = cfg->splice_copy;
             int rc = wb_tcp_listen(s->rt, WB_LANE_ACTOR, s->self, cfg->host, cfg->port, &to,
                                    &s->listener);
             if (rc != 0) {
@@ -578,11 +615,8 @@ static void handle(wb_actor_t *self, wb_event_t *ev)
     case WB_EV_TCP_CLOSED:
         on_closed(s, ev);
         break;
-    case WB_EV_TCP_BACKPRESSURE:
-        on_backpressure(s, ev, 1);
-        break;
-    case WB_EV_TCP_WRITABLE:
-        on_backpressure(s, ev, 0);
+    case WB_EV_TCP_SPLICED:
+        on_spliced(s, ev);
         break;
     case WB_EV_TIMER:
         on_timer(s, ev->cookie);
@@ -625,11 +659,9 @@ static const wb_actor_def_t relay_def = {"transit-relay", handle, fini};
 
 size_t tr_server_hard_cap(const tr_server_config_t *cfg)
 {
-    /* A pause takes a round trip through this actor, and meanwhile the
-     * network lane goes on reading the source. What can reach one write
-     * queue after it passed write_high: the blobs in the actor's inbox and
-     * the forwards in the network lane's (inbox_limit each), and the reads
-     * of one or two loop turns (libuv reads up to 32 buffers per wake-up). */
+    /* Before pairing only the relay's short replies are written; after it
+     * the splice writes, not the queue. Kept generous so that no reply is
+     * ever refused: 2 * write_high and a read buffer per inbox slot. */
     size_t rb = cfg->read_buffer > 4096 ? cfg->read_buffer : 4096;
     return 2 * (size_t)cfg->write_high + (2 * (size_t)cfg->inbox_limit + 64) * rb;
 }
