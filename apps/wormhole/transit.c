@@ -357,7 +357,7 @@ static void win(tr_t *t, tconn_t *c)
     t->listener = 0;
     cancel_timers(t);
     t->next_way = t->nways;
-    wb_info(MOD, "connected %s to %s", t->via, t->peer);
+    wb_debug(MOD, "connected %s to %s", t->via, t->peer);
     wb_transit_event_t ev = {.type = WB_TRANSIT_EV_CONNECTED, .text = t->via, .text2 = t->peer};
     tr_emit(t, &ev);
     while (!t->ended && t->pend_head != NULL && !t->backpressured) {
