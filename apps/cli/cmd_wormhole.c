@@ -46,6 +46,7 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1371,6 +1372,11 @@ static int run_wormhole(opts_t *o)
     signal(SIGTERM, on_signal);
     signal(SIGHUP, on_signal);
     run_t r = {.o = o, .fd = -1};
+    /* A transfer allocates and frees buffers of 256 KiB - 1 MiB on three
+     * threads; from the heap they are reused, from mmap each one would be
+     * fresh zeroed pages (page faults and clearing: a fifth of the CPU). */
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     if (o->sender && o->npaths > 0) {
         int st = prepare_source(&r);
         if (st != 0) {

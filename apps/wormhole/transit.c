@@ -783,6 +783,9 @@ int wb_transit_open(wb_rt_t *rt, const wb_transit_config_t *cfg, uint64_t *id)
     t->to.max_message = (uint32_t)(4u << 20) + 4096;
     t->to.write_high = 4u << 20;
     t->to.write_low = 1u << 20;
+    /* BACKPRESSURE reaches the actor a little late: what it may send
+     * meanwhile is the application's window (transit.h) plus one chunk */
+    t->to.write_hard_cap = 64u << 20;
     t->to.max_connections = MAX_CONNS;
     t->to.keepalive_s = 60;
     int rc = wb_actor_spawn(rt, NULL, &transit_def, t, &t->self);
