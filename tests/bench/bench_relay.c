@@ -16,18 +16,25 @@
  *                           median of NWIN windows of WIN_NS after WARM_NS.
  *   relay_cpu_s_per_gb_pN_SERVER  the relay process's cpu time (user + sys)
  *                           per 10^9 bytes relayed in those windows.
+ *   relay_client_cpu_s_per_gb_pN_SERVER  the same for the clients (this
+ *                           process): with two cpus, what is left for the
+ *                           relay is 2 minus this, per second.
  *   relay_ratio_pN_waybill_vs_python / _vs_pump  the ratios of the rates.
  *
- * The plain pump is the floor of what a relay in user space can do without
- * splice(2): one thread, epoll, read(2) into a buffer and write(2) it to the
- * other end, pausing a reader while its writer is blocked. It is this
- * program, forked before anything else, with the same handshake and pairing
- * by token (no checks beyond that).
+ * waybill's relay hands each pair to the network lane's splice
+ * (wb_tcp_splice: splice(2) socket -> pipe -> socket, the bytes never reach
+ * user space), so relay_*_waybill measure that path. The plain pump is the
+ * floor of what a relay in user space can do without splice(2): one thread,
+ * epoll, read(2) into a buffer and write(2) it to the other end, pausing a
+ * reader while its writer is blocked. It is this program, forked before
+ * anything else, with the same handshake and pairing by token (no checks
+ * beyond that).
  *
  * Clients and relay share the machine's cpus; on loopback the writer's
  * send also runs the receiver's TCP input, so the clients cost about as much
  * as the relay. The rates are therefore lower than a relay alone could do,
- * the same way for all three.
+ * the same way for all three. relay_cpu_s_per_gb says what the relay
+ * itself costs, whatever the clients leave it.
  *
  * The whole run happens in a private network namespace when the process may
  * make one (root); servers are children stopped by pid. A missing server
@@ -58,6 +65,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -151,6 +159,15 @@ static uint16_t free_port(void)
         BENCH_FAIL("cannot find a free port: %s", strerror(errno));
     close(fd);
     return ntohs(a.sin_port);
+}
+
+/* CPU time used by this process (the clients), in seconds. */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* CPU time used by pid (utime + stime), in seconds, or -1. */
@@ -527,13 +544,13 @@ static int drive(int ep, int n, uint64_t deadline, uint64_t *got)
 }
 
 typedef struct {
-    double mb_s, cpu_per_gb;
+    double mb_s, cpu_per_gb, client_cpu_per_gb;
     int ok;
 } result_t;
 
 static result_t measure(uint16_t port, pid_t pid, int n, int run)
 {
-    result_t res = {0, 0, 0};
+    result_t res = {0, 0, 0, 0};
     if (open_pairs(port, n, run) != 0) {
         fprintf(stderr, "# ERROR: %d pairs through port %u: could not pair\n", n, port);
         close_pairs(n);
@@ -548,21 +565,23 @@ static result_t measure(uint16_t port, pid_t pid, int n, int run)
     }
     uint64_t got = 0;
     int bad = drive(ep, n, bench_now_ns() + WARM_NS, &got) != 0;
-    bench_samples_t rate = {0}, cpu = {0};
+    bench_samples_t rate = {0}, cpu = {0}, ccpu = {0};
     for (int w = 0; w < NWIN && !bad; w++) {
         got = 0;
-        double c0 = cpu_s(pid);
+        double c0 = cpu_s(pid), s0 = self_cpu_s();
         uint64_t t0 = bench_now_ns();
         bad = drive(ep, n, t0 + WIN_NS, &got) != 0;
         uint64_t t1 = bench_now_ns();
-        double c1 = cpu_s(pid);
+        double c1 = cpu_s(pid), s1 = self_cpu_s();
         if (got == 0 && !bad)
             printf("# relay with %d pairs: nothing arrived in a %.1f s window (a stall; see "
                    "docs/transit-relay.md)\n",
                    n, (double)(t1 - t0) / 1e9);
         bench_add(&rate, (double)got / 1e6 / ((double)(t1 - t0) / 1e9));
-        if (got > 0)
+        if (got > 0) {
             bench_add(&cpu, (c1 - c0) / ((double)got / 1e9));
+            bench_add(&ccpu, (s1 - s0) / ((double)got / 1e9));
+        }
     }
     close(ep);
     close_pairs(n);
@@ -570,6 +589,7 @@ static result_t measure(uint16_t port, pid_t pid, int n, int run)
         return res;
     res.mb_s = bench_med(&rate);
     res.cpu_per_gb = cpu.n > 0 ? bench_med(&cpu) : 0;
+    res.client_cpu_per_gb = ccpu.n > 0 ? bench_med(&ccpu) : 0;
     res.ok = 1;
     return res;
 }
@@ -648,6 +668,8 @@ int main(void)
             bench_print(name, res[sv][k].mb_s, "MB/s");
             snprintf(name, sizeof(name), "relay_cpu_s_per_gb_p%d_%s", NPAIRS[k], NAMES[sv]);
             bench_print2(name, res[sv][k].cpu_per_gb, "s/GB");
+            snprintf(name, sizeof(name), "relay_client_cpu_s_per_gb_p%d_%s", NPAIRS[k], NAMES[sv]);
+            bench_print2(name, res[sv][k].client_cpu_per_gb, "s/GB");
         }
         stop_child(pid);
     }
