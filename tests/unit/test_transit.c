@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -566,7 +567,7 @@ static void test_actor_direct(void **state)
 
 static void relay_listening(int status, uint16_t port, void *user)
 {
-    *(volatile uint16_t *)user = port;
+    atomic_store((_Atomic uint16_t *)user, port);
 }
 
 static void test_actor_relay(void **state)
@@ -575,7 +576,7 @@ static void test_actor_relay(void **state)
     tr_server_config_init(&rc);
     rc.host = "127.0.0.1";
     rc.port = 0;
-    volatile uint16_t port = 0;
+    _Atomic uint16_t port = 0;
     rc.on_listening = relay_listening;
     rc.user = (void *)&port;
     wb_rt_config_t rtc;
@@ -585,12 +586,12 @@ static void test_actor_relay(void **state)
     assert_int_equal(wb_rt_new(&relay, &rtc), 0);
     assert_int_equal(tr_server_setup(relay, &rc), 0);
     assert_int_equal(wb_rt_start(relay), 0);
-    for (int i = 0; i < 500 && port == 0; i++) {
+    for (int i = 0; i < 500 && atomic_load(&port) == 0; i++) {
         struct timespec d = {0, 10 * 1000 * 1000};
         nanosleep(&d, NULL);
     }
-    assert_int_not_equal(port, 0);
-    transfer(3u << 20, port, "relay");
+    assert_int_not_equal(atomic_load(&port), 0);
+    transfer(3u << 20, atomic_load(&port), "relay");
     wb_rt_stop(relay);
     wb_rt_free(relay);
 }
