@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apps/wormhole/post.h"
 #include "runtime/actor.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -134,12 +135,9 @@ static void cancel_timers(tr_t *t)
     t->relay_timer_on = t->connect_timer_on = 0;
 }
 
-/* The end: one CLOSED event, then the actor exits. */
-static void finish(tr_t *t, int status, const char *why)
+/* Close every candidate connection and the listener; no more dials. */
+static void end_race(tr_t *t)
 {
-    if (t->ended)
-        return;
-    t->ended = 1;
     cancel_timers(t);
     for (size_t i = 0; i < t->nconns; i++)
         wb_tcp_close(t->rt, t->conns[i].id);
@@ -147,6 +145,16 @@ static void finish(tr_t *t, int status, const char *why)
     if (t->listener != 0)
         wb_tcp_close(t->rt, t->listener);
     t->listener = 0;
+    t->next_way = t->nways;
+}
+
+/* The end: one CLOSED event, then the actor exits. */
+static void finish(tr_t *t, int status, const char *why)
+{
+    if (t->ended)
+        return;
+    t->ended = 1;
+    end_race(t);
     if (t->won && t->conn != 0)
         wb_tcp_close(t->rt, t->conn); /* flushes what is queued, then FIN */
     t->conn = 0;
@@ -349,14 +357,7 @@ static void win(tr_t *t, tconn_t *c)
     snprintf(t->via, sizeof(t->via), "%s", c->relay ? "relay" : "direct");
     snprintf(t->peer, sizeof(t->peer), "%s", c->relay ? c->desc + 6 : c->desc);
     drop_conn(t, c, 0);
-    for (size_t i = 0; i < t->nconns; i++)
-        wb_tcp_close(t->rt, t->conns[i].id);
-    t->nconns = 0;
-    if (t->listener != 0)
-        wb_tcp_close(t->rt, t->listener);
-    t->listener = 0;
-    cancel_timers(t);
-    t->next_way = t->nways;
+    end_race(t);
     wb_debug(MOD, "connected %s to %s", t->via, t->peer);
     wb_transit_event_t ev = {.type = WB_TRANSIT_EV_CONNECTED, .text = t->via, .text2 = t->peer};
     tr_emit(t, &ev);
@@ -719,21 +720,6 @@ static void tr_free(tr_t *t)
     free(t);
 }
 
-static int post(wb_rt_t *rt, uint64_t id, int type, const void *data, size_t len, uint64_t cookie)
-{
-    wb_event_t *ev = data != NULL ? wb_event_new_copy((uint16_t)type, data, len)
-                                  : wb_event_new((uint16_t)type, 0);
-    if (ev == NULL)
-        return WB_ENOMEM;
-    ev->flags |= WB_EVF_CONTROL;
-    ev->cookie = cookie;
-    wb_event_route(ev, WB_LANE_ACTOR, 0, WB_LANE_ACTOR, id);
-    int rc = wb_rt_send(rt, ev);
-    if (rc != 0)
-        wb_event_free(ev);
-    return rc;
-}
-
 int wb_transit_open(wb_rt_t *rt, const wb_transit_config_t *cfg, uint64_t *id)
 {
     if (cfg == NULL || cfg->record_size == 0 || cfg->record_size > WB_TRANSIT_MAX_RECORD ||
@@ -794,7 +780,7 @@ int wb_transit_open(wb_rt_t *rt, const wb_transit_config_t *cfg, uint64_t *id)
         return rc;
     }
     *id = t->self;
-    return post(rt, t->self, EV_START, NULL, 0, 0);
+    return wb_wh_post(rt, t->self, EV_START, NULL, 0, 0);
 oom:
     tr_free(t);
     return WB_ENOMEM;
@@ -802,7 +788,7 @@ oom:
 
 int wb_transit_connect(wb_rt_t *rt, uint64_t id, const char *peer_transit_json)
 {
-    return post(rt, id, EV_CONNECT, peer_transit_json, strlen(peer_transit_json) + 1, 0);
+    return wb_wh_post(rt, id, EV_CONNECT, peer_transit_json, strlen(peer_transit_json) + 1, 0);
 }
 
 int wb_transit_send(wb_rt_t *rt, uint64_t id, wb_event_t *chunk)
@@ -818,10 +804,10 @@ int wb_transit_send(wb_rt_t *rt, uint64_t id, wb_event_t *chunk)
 
 int wb_transit_consumed(wb_rt_t *rt, uint64_t id, uint64_t n)
 {
-    return post(rt, id, EV_CONSUMED, NULL, 0, n);
+    return wb_wh_post(rt, id, EV_CONSUMED, NULL, 0, n);
 }
 
 int wb_transit_close(wb_rt_t *rt, uint64_t id)
 {
-    return post(rt, id, EV_CLOSE, NULL, 0, 0);
+    return wb_wh_post(rt, id, EV_CLOSE, NULL, 0, 0);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "apps/wormhole/code.h"
+#include "apps/wormhole/post.h"
 #include "runtime/actor.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -375,54 +376,39 @@ int wb_wormhole_open(wb_rt_t *rt, const wb_wormhole_config_t *cfg, uint64_t *id,
     return rc;
 }
 
-static int post(wb_rt_t *rt, uint64_t id, int type, const void *data, size_t len, uint64_t cookie)
-{
-    wb_event_t *ev = data != NULL ? wb_event_new_copy((uint16_t)type, data, len)
-                                  : wb_event_new((uint16_t)type, 0);
-    if (ev == NULL)
-        return WB_ENOMEM;
-    ev->flags |= WB_EVF_CONTROL;
-    ev->cookie = cookie;
-    wb_event_route(ev, WB_LANE_ACTOR, 0, WB_LANE_ACTOR, id);
-    int rc = wb_rt_send(rt, ev);
-    if (rc != 0)
-        wb_event_free(ev);
-    return rc;
-}
-
 int wb_wormhole_allocate(wb_rt_t *rt, uint64_t id, unsigned nwords)
 {
-    return post(rt, id, EV_ALLOCATE, NULL, 0, nwords);
+    return wb_wh_post(rt, id, EV_ALLOCATE, NULL, 0, nwords);
 }
 
 int wb_wormhole_set_code(wb_rt_t *rt, uint64_t id, const char *code, char *err, size_t errlen)
 {
     int rc = wb_wh_code_validate(code, strlen(code), err, errlen);
-    return rc != 0 ? rc : post(rt, id, EV_SET_CODE, code, strlen(code) + 1, 0);
+    return rc != 0 ? rc : wb_wh_post(rt, id, EV_SET_CODE, code, strlen(code) + 1, 0);
 }
 
 int wb_wormhole_input_nameplate(wb_rt_t *rt, uint64_t id, const char *nameplate)
 {
-    return post(rt, id, EV_INPUT_NP, nameplate, strlen(nameplate) + 1, 0);
+    return wb_wh_post(rt, id, EV_INPUT_NP, nameplate, strlen(nameplate) + 1, 0);
 }
 
 int wb_wormhole_input_finish(wb_rt_t *rt, uint64_t id, const char *code, char *err, size_t errlen)
 {
     int rc = wb_wh_code_validate(code, strlen(code), err, errlen);
-    return rc != 0 ? rc : post(rt, id, EV_INPUT_FINISH, code, strlen(code) + 1, 0);
+    return rc != 0 ? rc : wb_wh_post(rt, id, EV_INPUT_FINISH, code, strlen(code) + 1, 0);
 }
 
 int wb_wormhole_list(wb_rt_t *rt, uint64_t id)
 {
-    return post(rt, id, EV_LIST, NULL, 0, 0);
+    return wb_wh_post(rt, id, EV_LIST, NULL, 0, 0);
 }
 
 int wb_wormhole_send(wb_rt_t *rt, uint64_t id, const void *data, size_t len)
 {
-    return post(rt, id, EV_SEND, len ? data : "", len, 0);
+    return wb_wh_post(rt, id, EV_SEND, len ? data : "", len, 0);
 }
 
 int wb_wormhole_close(wb_rt_t *rt, uint64_t id)
 {
-    return post(rt, id, EV_CLOSE, NULL, 0, 0);
+    return wb_wh_post(rt, id, EV_CLOSE, NULL, 0, 0);
 }
