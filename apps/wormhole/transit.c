@@ -443,22 +443,28 @@ static void on_plain(void *user, uint8_t *owned, size_t off, size_t len)
         wb_event_free(ev.blob);
 }
 
-/* Records in blob->data[skip..len) (blob taken). */
+/* Records in blob->data[skip..len) (blob taken): opened into a fresh
+ * buffer (one pass), which goes up; the blob goes back to the heap at once,
+ * where the network lane's next read finds it warm. */
 static void on_records(tr_t *t, wb_event_t *blob, size_t skip)
 {
     char err[200];
     feed_ctx_t f = {t, 0};
-    uint8_t *base = (uint8_t *)blob->data + skip;
-    int rc =
-        wb_transit_open_feed(&t->opener, base, blob->len - skip, on_plain, &f, err, sizeof(err));
+    size_t len = blob->len - skip;
+    wb_event_t *out = wb_event_new(WB_EV_USER, len ? len : 1);
+    int rc = out == NULL ? WB_ENOMEM
+                         : wb_transit_open_feed_to(&t->opener, (const uint8_t *)blob->data + skip,
+                                                   len, out->data, on_plain, &f, err, sizeof(err));
+    wb_event_free(blob);
+    if (out == NULL)
+        snprintf(err, sizeof(err), "out of memory");
     if (f.end > 0) {
-        wb_transit_event_t ev = {
-            .type = WB_TRANSIT_EV_DATA, .blob = blob, .off = skip, .len = f.end};
+        wb_transit_event_t ev = {.type = WB_TRANSIT_EV_DATA, .blob = out, .off = 0, .len = f.end};
         t->undelivered += f.end;
         tr_emit(t, &ev);
-        blob = ev.blob;
+        out = ev.blob;
     }
-    wb_event_free(blob);
+    wb_event_free(out);
     if (rc != 0) {
         wb_warn(MOD, "%s: %s", t->peer, err);
         finish(t, rc, err);

@@ -402,6 +402,12 @@ static long open_body(wb_transit_opener_t *o, uint8_t *pt, const uint8_t *body, 
 int wb_transit_open_feed(wb_transit_opener_t *o, uint8_t *buf, size_t len, wb_transit_plain_cb cb,
                          void *user, char *err, size_t errlen)
 {
+    return wb_transit_open_feed_to(o, buf, len, buf, cb, user, err, errlen);
+}
+
+int wb_transit_open_feed_to(wb_transit_opener_t *o, const uint8_t *buf, size_t len, uint8_t *dst,
+                            wb_transit_plain_cb cb, void *user, char *err, size_t errlen)
+{
     size_t pos = 0, out = 0;
     while (pos < len) {
         if (o->rec != NULL) { /* finishing a record that spans feeds */
@@ -438,7 +444,7 @@ int wb_transit_open_feed(wb_transit_opener_t *o, uint8_t *buf, size_t len, wb_tr
                         o->max_record + WB_WH_NONCE_LEN + WB_WH_MAC_LEN);
         o->hdr_have = 0;
         if (len - pos >= rl) { /* whole: open it in place, its plaintext at out */
-            long n = open_body(o, buf + out, buf + pos, rl, err, errlen);
+            long n = open_body(o, dst + out, buf + pos, rl, err, errlen);
             if (n < 0)
                 return (int)n;
             cb(user, NULL, out, (size_t)n);

@@ -181,6 +181,13 @@ typedef void (*wb_transit_plain_cb)(void *user, uint8_t *owned, size_t off, size
 int wb_transit_open_feed(wb_transit_opener_t *o, uint8_t *buf, size_t len, wb_transit_plain_cb cb,
                          void *user, char *err, size_t errlen);
 
+/* The same, but whole records are opened into out (room for len bytes, not
+ * overlapping buf; buf is left as it was) and in-buffer pieces are offsets
+ * into out, packed from 0. One pass over the bytes instead of two: opening
+ * in place has to move each record's ciphertext first. */
+int wb_transit_open_feed_to(wb_transit_opener_t *o, const uint8_t *buf, size_t len, uint8_t *out,
+                            wb_transit_plain_cb cb, void *user, char *err, size_t errlen);
+
 /* A record is half received (for "connection lost in the middle of a
  * record"). */
 int wb_transit_opener_partial(const wb_transit_opener_t *o);

@@ -77,9 +77,19 @@ static int feed_all(wb_transit_opener_t *o, const uint8_t *data, size_t len, uin
         uint8_t *copy = malloc(n);
         CHECK(copy != NULL);
         memcpy(copy, data + pos, n);
-        s->buf = copy;
         s->end = 0;
-        int rc = wb_transit_open_feed(o, copy, n, sink, s, err, sizeof(err));
+        int rc;
+        if (seed & 0x10000) { /* into a separate buffer; the input stays as it was */
+            uint8_t *out = malloc(n);
+            CHECK(out != NULL);
+            s->buf = out;
+            rc = wb_transit_open_feed_to(o, copy, n, out, sink, s, err, sizeof(err));
+            CHECK(memcmp(copy, data + pos, n) == 0);
+            free(out);
+        } else {
+            s->buf = copy;
+            rc = wb_transit_open_feed(o, copy, n, sink, s, err, sizeof(err));
+        }
         free(copy);
         if (rc != 0)
             return rc;
@@ -220,7 +230,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size < 2)
         return 0;
-    uint32_t seed = data[1];
+    uint32_t seed = data[1] | (data[0] & 0x80u) << 9; /* bit 16: open into another buffer */
     const uint8_t *d = data + 2;
     size_t n = size - 2;
     if (n > 1 << 16)
