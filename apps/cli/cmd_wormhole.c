@@ -827,6 +827,8 @@ static void pump(run_t *r)
     }
 }
 
+static void receive_complete(run_t *r);
+
 static void on_transit_connected(run_t *r, const wb_transit_event_t *ev)
 {
     r->connected = 1;
@@ -838,6 +840,8 @@ static void on_transit_connected(run_t *r, const wb_transit_event_t *ev)
         r->hangup_deadline = now_ms() + ACK_WAIT_MS;
     wb_progress_start(&r->prog, stderr, !r->o->hide_progress && !r->o->json && isatty(2), r->total);
     progress_json(r, 1);
+    if (!r->o->sender && r->total == 0 && !r->complete)
+        receive_complete(r); /* no byte will come; the ack goes now */
     if (r->o->sender) {
         pump(r);
         if (r->reading_done && r->sent == r->total && !r->waiting_ack) {
@@ -1178,8 +1182,6 @@ static void on_file_offer(run_t *r, json_t *offer)
         send_answer_and_connect(r);
     else
         r->answer_pending = 1;
-    if (r->total == 0)
-        receive_complete(r); /* nothing will come over transit; the ack still goes */
 }
 
 /* An application message from the peer. */
