@@ -41,7 +41,14 @@ Scenarios (each bounded by 60 s, every process stopped by pid):
   overwrite-py-wb      the waybill receiver refuses to overwrite an existing
                        target: exit 11, the old file untouched, the Python
                        sender told "transfer rejected".
+  overwrite-dir-py-wb  the same for an existing directory (the offered
+                       directory's name): exit 11, its contents untouched.
   output-py-wb         `waybill receive -o NAME` writes NAME, nothing else.
+  output-replace-py-wb -o NAME (with --accept-file) replaces an existing NAME,
+                       as the Python receiver does.
+  env-helper-wb-wb     WORMHOLE_TRANSIT_HELPER (no --transit-helper) names the
+                       relay: it points at a plain proxy of ours that must
+                       carry the 10 MB (--no-listen both sides).
   diskfull-py-wb       the waybill receiver's directory is a 1 MB tmpfs, the
                        10 MB offer is refused up front (free-space check):
                        exit 11, nothing left, the sender told.
@@ -57,6 +64,9 @@ Scenarios (each bounded by 60 s, every process stopped by pid):
                        receiver exits 10 within 30 s with a message saying
                        what went wrong, no final file.
   killed-wb-wb         the same with the waybill sender.
+  recv-killed-wb-py    the other way round: the Python receiver is killed
+                       mid-transfer, the waybill sender exits 10 within
+                       30 s with a message.
   corrupt-py-wb        1 MB through a corrupting proxy (flips one ciphertext
                        byte of the first record after `go`): the waybill
                        receiver exits 10 with a message, no final file;
@@ -538,7 +548,9 @@ def send_argv(kind, code, paths, no_listen=False, helper=HELPER, extra=()):
     elif kind == "go":
         a = [GO, "send", "--relay-url", URL, "--hide-progress"]
     else:
-        a = [WAYBILL, "send", "--relay-url", URL, "--transit-helper", helper, "--hide-progress"]
+        a = [WAYBILL, "send", "--relay-url", URL, "--hide-progress"]
+        if helper is not None:
+            a += ["--transit-helper", helper]
         if no_listen:
             a.append("--no-listen")
     return a + list(extra) + ["--code", code] + list(paths)
@@ -553,19 +565,21 @@ def recv_argv(kind, code, no_listen=False, helper=HELPER, extra=()):
     elif kind == "go":
         a = [GO, "receive", "--relay-url", URL, "--hide-progress"]
     else:
-        a = [WAYBILL, "receive", "--relay-url", URL, "--transit-helper", helper, "--hide-progress",
-             "--accept-file"]
+        a = [WAYBILL, "receive", "--relay-url", URL, "--hide-progress", "--accept-file"]
+        if helper is not None:
+            a += ["--transit-helper", helper]
         if no_listen:
             a.append("--no-listen")
     return a + list(extra) + [code]
 
 
-def start_pair(ctx, s, r, paths, no_listen=False, helper=HELPER, sx=(), rx=(), gap=0.3):
+def start_pair(ctx, s, r, paths, no_listen=False, helper=HELPER, sx=(), rx=(), gap=0.3, env=None):
     code = new_code()
-    snd = Proc(ctx, "send-" + s, send_argv(s, code, paths, no_listen, helper, sx), ctx.send_dir)
+    snd = Proc(ctx, "send-" + s, send_argv(s, code, paths, no_listen, helper, sx), ctx.send_dir,
+               env=env)
     time.sleep(gap)
     rcv = Proc(ctx, "recv-" + r, recv_argv(r, code, no_listen, helper, rx), ctx.recv_dir,
-               stdin_data=b"y\n" if r == "go" else None)
+               stdin_data=b"y\n" if r == "go" else None, env=env)
     return snd, rcv
 
 
@@ -717,6 +731,53 @@ def output_name(ctx):
         raise Fail("picked.name differs from the file sent")
 
 
+def output_replace(ctx):
+    """-o NAME with --accept-file replaces what is there (as Python does)."""
+    G.relay.use("wb")
+    write(os.path.join(ctx.recv_dir, "picked.name"), b"old contents\n")
+    snd, rcv = start_pair(ctx, "py", "wb", [os.path.join(G.payloads, ONE_NAME)],
+                          rx=["-o", "picked.name"])
+    expect_ok(ctx, snd, rcv)
+    entries = sorted(os.listdir(ctx.recv_dir))
+    if entries != ["picked.name"]:
+        raise Fail("receiver's directory holds %r, expected ['picked.name']" % entries)
+    if sha(os.path.join(ctx.recv_dir, "picked.name")) != sha(os.path.join(G.payloads, ONE_NAME)):
+        raise Fail("picked.name was not replaced by the file sent")
+
+
+def overwrite_dir(ctx):
+    """An existing directory under the offered name: refused, untouched."""
+    G.relay.use("wb")
+    keep = os.path.join(ctx.recv_dir, "tree", "keep.txt")
+    write(keep, b"mine\n")
+    snd, rcv = start_pair(ctx, "py", "wb", [G.tree])
+    rs, rr = wait_both(ctx, snd, rcv)
+    if rr != 11:
+        raise Fail("waybill receive exited %s, expected 11 (refusing to overwrite): %s"
+                   % (rr, rcv.tail(3)))
+    if tree_listing(os.path.join(ctx.recv_dir, "tree")) != {"keep.txt": (sha(keep), 0o644)} \
+            or sorted(os.listdir(ctx.recv_dir)) != ["tree"]:
+        raise Fail("the existing directory was changed, or something was left beside it: %r"
+                   % sorted(os.listdir(ctx.recv_dir)))
+    if rs == 0 or "transfer rejected" not in snd.stderr:
+        raise Fail("the Python sender was not told (exit %s): %s" % (rs, snd.tail(3)))
+    ctx.note = "waybill: %s" % rcv.last()
+
+
+def env_helper(ctx):
+    """WORMHOLE_TRANSIT_HELPER names the relay when --transit-helper is not
+    given: it points at a (plain) proxy of ours, which must carry the data."""
+    G.relay.use("wb")
+    proxy = throttled(ctx, None)
+    env = dict(G.env, WORMHOLE_TRANSIT_HELPER="tcp:%s:%d" % (HOST, PROXY_PORT))
+    snd, rcv = start_pair(ctx, "wb", "wb", [os.path.join(G.payloads, "ten.bin")], no_listen=True,
+                          helper=None, env=env)
+    expect_ok(ctx, snd, rcv)
+    check_received(ctx, "ten", "wb")
+    if proxy.bytes_up < 10 * 1000 * 1000:
+        raise Fail("the helper from the environment carried %d bytes" % proxy.bytes_up)
+
+
 def diskfull(ctx):
     G.relay.use("wb")
     tmpfs(ctx, ctx.recv_dir, "1m")
@@ -803,6 +864,29 @@ def killed(s):
             raise Fail("waybill's last words do not say what went wrong: %r" % rcv.last())
         ctx.note = "after %.1f s, left %r; waybill: %s" % (time.monotonic() - t0, rest, rcv.last())
     return run
+
+
+def recv_killed(ctx):
+    """The Python receiver killed (SIGKILL) mid-transfer: the waybill sender
+    exits 10 with a message."""
+    G.relay.use("wb")
+    proxy = throttled(ctx, 25 << 20)
+    helper = "tcp:%s:%d" % (HOST, PROXY_PORT)
+    snd, rcv = start_pair(ctx, "wb", "py", [G.big], no_listen=True, helper=helper)
+    while proxy.bytes_up < (20 << 20):
+        if rcv.p.poll() is not None or snd.p.poll() is not None or time.monotonic() > ctx.deadline:
+            raise Fail("the transfer never got going (sender exit %s, receiver exit %s): %s / %s"
+                       % (snd.p.poll(), rcv.p.poll(), snd.tail(3), rcv.tail(3)))
+        time.sleep(0.02)
+    rcv.kill()
+    t0 = time.monotonic()
+    ctx.deadline = min(ctx.deadline, t0 + 30)
+    rs = wait_exit(ctx, snd)
+    if rs != 10:
+        raise Fail("waybill send exited %s, expected 10 (transfer failed): %s" % (rs, snd.tail(3)))
+    if not CLEAR_FAILURE.search(snd.last()):
+        raise Fail("waybill's last words do not say what went wrong: %r" % snd.last())
+    ctx.note = "after %.1f s; waybill: %s" % (time.monotonic() - t0, snd.last())
 
 
 CLEAR_FAILURE = re.compile(r"(?i)clos|lost|drop|corrupt|decrypt|fail|broken|reset")
@@ -911,7 +995,8 @@ WB_PAIRS = [("wb", "py"), ("py", "wb"), ("wb", "go"), ("go", "wb"), ("wb", "wb")
 QUICK = {"one-wb-py", "dir-wb-py", "one-py-wb", "dir-py-wb", "ten-wb-wb", "dir-wb-go", "dir-go-wb",
          "ten-wb-wb-relay-wb", "dir-py-wb-relay-py", "multi-wb-py", "overwrite-py-wb",
          "diskfull-py-wb", "corrupt-py-wb", "killed-py-wb", "json-wb-wb-relay",
-         "one-py-py", "dir-go-py", "diskfull-mid-py-wb", "killed-wb-wb", "json-wb-wb"}
+         "one-py-py", "dir-go-py", "diskfull-mid-py-wb", "killed-wb-wb", "json-wb-wb",
+         "recv-killed-wb-py", "overwrite-dir-py-wb"}
 
 
 def scenarios():
@@ -927,9 +1012,12 @@ def scenarios():
                 out.append(("%s-%s-%s-relay-%s" % (payload, s, r, relay),
                             transfer(payload, s, r, relay)))
     out += [("multi-wb-py", multi("py")), ("multi-wb-go", multi("go")),
-            ("overwrite-py-wb", overwrite), ("output-py-wb", output_name),
+            ("overwrite-py-wb", overwrite), ("overwrite-dir-py-wb", overwrite_dir),
+            ("output-py-wb", output_name), ("output-replace-py-wb", output_replace),
+            ("env-helper-wb-wb", env_helper),
             ("diskfull-py-wb", diskfull), ("diskfull-mid-py-wb", diskfull_mid),
             ("killed-py-wb", killed("py")), ("killed-wb-wb", killed("wb")),
+            ("recv-killed-wb-py", recv_killed),
             ("corrupt-py-wb", corrupt), ("json-wb-wb", json_wb(False)),
             ("json-wb-wb-relay", json_wb(True)), ("json-error-py-wb", json_error)]
     return out
