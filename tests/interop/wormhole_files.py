@@ -75,7 +75,8 @@ Scenarios (each bounded by 60 s, every process stopped by pid):
                        forever, a bug of 0.12.0's transit: tolerated).
   json-wb-wb           --json on both sides: every stdout line a JSON object;
                        the events code, connected (via direct), progress
-                       (monotonic, ending at the total), done.
+                       (monotonic, ending at the total), done (last; its
+                       sha256, when given, the file's).
   json-wb-wb-relay     the same with --no-listen: connected via relay.
   json-error-py-wb     --json receiver refusing to overwrite: an "error"
                        event and exit 11.
@@ -100,6 +101,9 @@ sender's relay race (it sometimes closes its own relay connection after
 `go`: "use of closed network connection", vectors
 captures/file-go-to-py-FAILED-race) and the rare Go key-confirmation
 mismatch ("decrypt message failed" / "Key confirmation failed").
+
+After the run: no client may leave files in its HOME/TMPDIR (a directory of
+the test's own).
 
 --quick: a subset for slow (sanitizer) builds.
 """
@@ -934,8 +938,11 @@ def json_lines(proc):
     return out
 
 
-def check_json(proc, via, total, sender):
+def check_json(proc, via, total, sender, digest=None):
     ev = json_lines(proc)
+    for e in ev:
+        if e["event"] != "progress":
+            log("%s: %s" % (proc.name, json.dumps(e)))
     names = [e["event"] for e in ev]
     if sender and not any(e["event"] == "code" and e.get("code") for e in ev):
         raise Fail("%s: no code event: %r" % (proc.name, names))
@@ -955,6 +962,9 @@ def check_json(proc, via, total, sender):
         raise Fail("%s: progress ends at %d of %d" % (proc.name, last, total))
     if names[-1] != "done":
         raise Fail("%s: last event %r, expected done" % (proc.name, names[-1]))
+    done = ev[-1]
+    if "sha256" in done and done["sha256"] != digest:
+        raise Fail("%s: done event's sha256 %r, the file's is %s" % (proc.name, done["sha256"], digest))
     if names.index("connected") > names.index("progress"):
         raise Fail("%s: progress before connected: %r" % (proc.name, names))
 
@@ -967,8 +977,16 @@ def json_wb(relay):
         expect_ok(ctx, snd, rcv)
         check_received(ctx, "ten", "wb")
         via = "relay" if relay else "direct"
-        check_json(snd, via, os.path.getsize(src), True)
-        check_json(rcv, via, os.path.getsize(src), False)
+        check_json(snd, via, os.path.getsize(src), True, sha(src))
+        check_json(rcv, via, os.path.getsize(src), False, sha(src))
+
+        def seq(p):  # event names in order, repeats folded
+            out = []
+            for e in json_lines(p):
+                if not out or out[-1] != e["event"]:
+                    out.append(e["event"])
+            return ",".join(out)
+        ctx.note = "send %s; recv %s" % (seq(snd), seq(rcv))
     return run
 
 
@@ -1129,6 +1147,11 @@ def main():
                                      % (G.mailbox.returncode, read(G.mailbox_log)[-2000:]))
         if G.hosts_mounted:
             subprocess.run(["umount", "/etc/hosts"])
+    left = []
+    for dp, dns, fns in os.walk(home):
+        left += [os.path.relpath(os.path.join(dp, f), home) for f in fns]
+    if left:  # TMPDIR and HOME of every client: nobody should leave files there
+        G.server_problems.append("files left in the clients' HOME/TMPDIR: %r" % sorted(left)[:20])
     for p in G.server_problems:
         failed += 1
         print("FAIL %s" % p)
