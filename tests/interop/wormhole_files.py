@@ -821,7 +821,6 @@ def diskfull_mid(ctx):
     helper = "tcp:%s:%d" % (HOST, PROXY_PORT)
     snd, rcv = start_pair(ctx, "py", "wb", [os.path.join(G.payloads, "ten.bin")], no_listen=True,
                           helper=helper)
-    filler = os.path.join(ctx.dir, "filler")
     while proxy.bytes_up < (1 << 20):
         if rcv.p.poll() is not None or time.monotonic() > ctx.deadline:
             raise Fail("the transfer never started (receiver exit %s): %s"
