@@ -1002,11 +1002,17 @@ static void on_transit_closed(run_t *r, const wb_transit_event_t *ev)
             r->fd = -1;
         }
         tmp_remove(TMP_RECV);
-        snprintf(msg, sizeof(msg),
-                 "\nERROR: Connection dropped before full file received\n"
-                 "got %llu bytes, wanted %llu (%s)\n",
-                 (unsigned long long)r->received, (unsigned long long)r->total,
-                 ev->text ? ev->text : "closed");
+        if (ev->status == WB_ECLOSED || ev->status == WB_EIO)
+            snprintf(msg, sizeof(msg),
+                     "\nERROR: Connection dropped before full file received\n"
+                     "got %llu bytes, wanted %llu (%s)\n",
+                     (unsigned long long)r->received, (unsigned long long)r->total,
+                     ev->text ? ev->text : "closed");
+        else /* a corrupt, out-of-order or oversized record, ... */
+            snprintf(msg, sizeof(msg),
+                     "\nERROR: the transfer failed after %llu of %llu bytes: %s\n",
+                     (unsigned long long)r->received, (unsigned long long)r->total,
+                     ev->text ? ev->text : "transit error");
         fail_later(r, X_TRANSIT, msg);
     } else if (!r->connected && ev->status != 0 && ev->status != WB_ECANCELED && r->err == NULL &&
                r->answered) {
@@ -1073,6 +1079,7 @@ static void on_file_offer(run_t *r, json_t *offer)
         r->is_file = 1;
         r->total = (uint64_t)json_integer_value(n);
         r->numbytes = r->total;
+        r->numfiles = 1;
     } else {
         const char *mode = json_string_value(json_object_get(d, "mode"));
         if (mode == NULL || strcmp(mode, "zipfile/deflated") != 0) {
@@ -1590,7 +1597,13 @@ static int run_wormhole(opts_t *o)
         const char *m = final_msg != NULL ? final_msg : "";
         while (*m == '\n')
             m++;
-        jev(&r, json_pack("{s:s,s:s,s:i}", "event", "error", "message", m, "exit", status));
+        char *mc = strdup(m);
+        size_t ml = mc != NULL ? strlen(mc) : 0;
+        while (ml > 0 && mc[ml - 1] == '\n')
+            mc[--ml] = 0; /* the human text, without its last newline */
+        jev(&r,
+            json_pack("{s:s,s:s,s:i}", "event", "error", "message", mc ? mc : "", "exit", status));
+        free(mc);
     }
     free(final_msg);
     fflush(stdout);
