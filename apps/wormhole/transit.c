@@ -50,6 +50,7 @@ typedef struct {
 typedef struct {
     char host[WB_TRANSIT_HOST_MAX + 1];
     uint16_t port;
+    double priority; /* of the relay it reaches; gives delay_ms */
     uint64_t delay_ms;
 } way_t;
 
@@ -286,7 +287,7 @@ static void add_relay(tr_t *t, const wb_transit_relay_t *r, double *tiers, size_
         way_t *w = &t->ways[t->nways++];
         snprintf(w->host, sizeof(w->host), "%s", h->host);
         w->port = h->port;
-        w->delay_ms = (uint64_t)(int64_t)(r->priority * 1000.0); /* tier decided below */
+        w->priority = r->priority;
         int seen = 0;
         for (size_t k = 0; k < *ntiers; k++)
             seen |= tiers[k] == r->priority;
@@ -322,7 +323,7 @@ static void on_connect(tr_t *t, const char *json)
         add_relay(t, &peer->relays[i], tiers, &ntiers);
     uint64_t base = peer->ndirect > 0 ? t->cfg.relay_delay_ms : 0;
     for (size_t i = 0; i < t->nways; i++) {
-        double p = (double)(int64_t)t->ways[i].delay_ms / 1000.0;
+        double p = t->ways[i].priority;
         size_t higher = 0;
         for (size_t k = 0; k < ntiers; k++)
             higher += tiers[k] > p + 1e-9;
