@@ -980,6 +980,8 @@ static void mark_dirty(conn_t *c)
 }
 
 /* Tell the owner: OPENED with the peer's address. */
+static void conn_pause(conn_t *c, int on);
+
 static void conn_announce(conn_t *c)
 {
     char peer[ADDR_MAX] = "?";
@@ -990,6 +992,8 @@ static void conn_announce(conn_t *c)
     c->opened_at = uv_now(c->o.s->loop);
     wb_debug(MOD, "connection %" PRIu64 " open to %s", c->o.id, peer);
     post(&c->o, WB_EV_TCP_OPENED, 0, c->cookie, peer);
+    if (c->o.opts.start_paused)
+        conn_pause(c, 1); /* no BLOB before the owner resumes */
     if (c->wq_head != NULL)
         mark_dirty(c);
 }

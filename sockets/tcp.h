@@ -319,6 +319,11 @@ typedef struct {
                                     peer address (0: no limit) */
     uint32_t keepalive_s;        /* TCP keepalive probes after this many idle seconds, so a
                                     peer that vanished is noticed (0: off) (0) */
+    uint32_t start_paused;       /* nonzero: each connection begins paused (wb_tcp_pause):
+                                    nothing is read until wb_tcp_resume, so an accepted
+                                    connection can be handed to another owner
+                                    (wb_tcp_set_owner, then wb_tcp_resume: taken in order)
+                                    before any BLOB reaches the first (0) */
     /* Non-NULL: the connections speak WebSocket (see "WebSocket streams").
      * Copied, strings included, by the call it is given to. */
     const wb_ws_opts_t *ws;
