@@ -53,6 +53,8 @@ struct wb_addrbook_s {
 
     uint8_t (*own)[32];
     size_t nown;
+    wb_netaddr_t *own_addr;
+    size_t nown_addr;
     ban_t *bans;
     size_t nbans;
 };
@@ -442,6 +444,7 @@ void wb_addrbook_free(wb_addrbook_t *b)
     free(b->scratch);
     free(b->slots);
     free(b->own);
+    free(b->own_addr);
     free(b->bans);
     free(b);
 }
@@ -487,6 +490,34 @@ int wb_addrbook_add_own(wb_addrbook_t *b, const uint8_t id[32])
     int64_t idx = find(b, id);
     if (idx >= 0)
         rec_delete(b, (uint32_t)idx);
+    return 0;
+}
+
+int wb_addrbook_is_own_addr(const wb_addrbook_t *b, const wb_netaddr_t *addr)
+{
+    for (size_t i = 0; i < b->nown_addr; i++)
+        if (wb_netaddr_same_endpoint(&b->own_addr[i], addr))
+            return 1;
+    return 0;
+}
+
+int wb_addrbook_add_own_addr(wb_addrbook_t *b, const wb_netaddr_t *addr)
+{
+    if (!wb_addrbook_is_own_addr(b, addr)) {
+        wb_netaddr_t *o = realloc(b->own_addr, (b->nown_addr + 1) * sizeof(*o));
+        if (o == NULL)
+            return WB_ENOMEM;
+        b->own_addr = o;
+        o[b->nown_addr] = *addr;
+        memset(o[b->nown_addr].id, 0, 32);
+        o[b->nown_addr].has_id = 0;
+        if (addr->family == 4)
+            memset(o[b->nown_addr].ip + 4, 0, 12);
+        b->nown_addr++;
+    }
+    for (uint32_t i = b->n; i-- > 0;)
+        if (wb_netaddr_same_endpoint(&b->recs[i].addr, addr))
+            rec_delete(b, i);
     return 0;
 }
 
@@ -546,7 +577,7 @@ static int acceptable(const wb_addrbook_t *b, const wb_netaddr_t *a)
         return 0;
     if (b->cfg.strict && !wb_netaddr_routable(a))
         return 0;
-    return !wb_addrbook_is_own(b, a->id);
+    return !wb_addrbook_is_own(b, a->id) && !wb_addrbook_is_own_addr(b, a);
 }
 
 int wb_addrbook_add(wb_addrbook_t *b, const wb_netaddr_t *addr, const wb_netaddr_t *src,

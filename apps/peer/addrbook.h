@@ -20,8 +20,9 @@
  * and one address group's vetted addresses in at most 4 old buckets.
  *
  * Rules:
- *   add(addr, src)  refused: no id, one of our own ids, a banned id, an
- *                   invalid address or port 0, an unroutable one when strict.
+ *   add(addr, src)  refused: no id, one of our own ids or endpoints, a
+ *                   banned id, an invalid address or port 0, an unroutable
+ *                   one when strict.
  *                   A known old record is left as it is; a known new one
  *                   gains one more new bucket (at most 4) with probability
  *                   1/(2 * its bucket count). A known id keeps its recorded
@@ -55,8 +56,8 @@
  * Persistence: write-through. When a hook is set, every change to a record
  * (created, its buckets, counters or times changed, removed) is reported
  * at once through it, after the change, with the record as it now is (or
- * as it was, its buckets cleared, when removed); the owner turns each into a database request
- * (addrbook_store.h). A hook must not call back into the book. The key is
+ * as it was, its buckets cleared, when removed); the owner turns each into
+ * a database request (addrbook_store.h). A hook must not call back into the book. The key is
  * not reported: the owner stores it once (wb_addrbook_key) when it created
  * the book without a stored key.
  *
@@ -138,6 +139,12 @@ int wb_addrbook_set_key(wb_addrbook_t *b, const uint8_t key[32]);
  * WB_ENOMEM. */
 int wb_addrbook_add_own(wb_addrbook_t *b, const uint8_t id[32]);
 int wb_addrbook_is_own(const wb_addrbook_t *b, const uint8_t id[32]);
+
+/* Our own endpoints (IP and port; the id ignored): a dial that reached
+ * ourselves under another id (tendermint#1275). Never added, whatever id
+ * comes with them; records already there are removed. 0, WB_ENOMEM. */
+int wb_addrbook_add_own_addr(wb_addrbook_t *b, const wb_netaddr_t *addr);
+int wb_addrbook_is_own_addr(const wb_addrbook_t *b, const wb_netaddr_t *addr);
 
 /* Add addr, told to us by src. 1: a new record; 0: the id was known (its
  * record may have gained a bucket); WB_EINVAL: refused (see above);

@@ -2,8 +2,8 @@
  * test_addrbook.c - the address book, sans-io with a fake clock, and its
  * persistence through a real database lane.
  *
- * What is checked: refusals (no id, our own, invalid, port 0, unroutable
- * when strict, banned); one record per id, a known id keeps its address,
+ * What is checked: refusals (no id, our own ids and endpoints, invalid,
+ * port 0, unroutable when strict, banned); one record per id, a known id keeps its address,
  * an old record untouched by gossip, new records gaining at most 4 buckets;
  * masked groups (many addresses of one /16 told by one source share one
  * new bucket, so they hold at most 64 slots: tendermint's unmasked groups
@@ -119,6 +119,20 @@ static void test_add_refusals(void **state)
     assert_int_equal(wb_addrbook_add_own(b, a.id), 0);
     assert_false(wb_addrbook_has(b, a.id));
     assert_int_equal(wb_addrbook_size(b), 0);
+    /* Our own endpoint, under any id: refused, and records there removed. */
+    wb_netaddr_t me = A(20, 8, 8, 4, 4), other = A(21, 8, 8, 4, 5);
+    assert_int_equal(wb_addrbook_add(b, &me, &src, T0), 1);
+    assert_int_equal(wb_addrbook_add(b, &other, &src, T0), 1);
+    wb_netaddr_t me2 = me;
+    me2.has_id = 0;
+    assert_int_equal(wb_addrbook_add_own_addr(b, &me2), 0);
+    assert_true(wb_addrbook_is_own_addr(b, &me));
+    assert_false(wb_addrbook_has(b, me.id));
+    assert_true(wb_addrbook_has(b, other.id));
+    wb_netaddr_t fake = A(22, 8, 8, 4, 4);
+    assert_int_equal(wb_addrbook_add(b, &fake, &src, T0), WB_EINVAL);
+    fake.port = 1;
+    assert_int_equal(wb_addrbook_add(b, &fake, &src, T0), 1);
     wb_addrbook_free(b);
 
     /* Loose (a test network on loopback): local addresses are fine. */
