@@ -1,5 +1,5 @@
 /*
- * keys.c - HKDF-SHA256, the wormhole key schedule and secretbox bodies.
+ * keys.c - the wormhole key schedule and secretbox bodies.
  */
 #include "apps/wormhole/keys.h"
 
@@ -11,64 +11,6 @@
 
 #include "runtime/assert.h"
 #include "runtime/error.h"
-
-/* Info given in parts, so that purposes built from strings (appid +
- * "/transit-key") are streamed into HMAC rather than assembled. */
-typedef struct {
-    const void *p;
-    size_t n;
-} part_t;
-
-static int hkdf(uint8_t *out, size_t outlen, const uint8_t *ikm, size_t ikmlen, const uint8_t *salt,
-                size_t saltlen, const part_t *info, size_t nparts)
-{
-    WB_ASSERT(out != NULL || outlen == 0);
-    WB_ASSERT(ikm != NULL || ikmlen == 0);
-    if (outlen > WB_HKDF_MAX)
-        return WB_EINVAL;
-
-    /* Extract. HMAC pads its key with zeros to the block size, so an empty
-     * salt and RFC 5869's 32 zero bytes are the same key; the RFC's is used. */
-    static const uint8_t zero_salt[crypto_auth_hmacsha256_BYTES];
-    if (salt == NULL || saltlen == 0) {
-        salt = zero_salt;
-        saltlen = sizeof(zero_salt);
-    }
-    uint8_t prk[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_state h;
-    crypto_auth_hmacsha256_init(&h, salt, saltlen);
-    crypto_auth_hmacsha256_update(&h, ikm, ikmlen);
-    crypto_auth_hmacsha256_final(&h, prk);
-
-    /* Expand: T(i) = HMAC(PRK, T(i-1) || info || i), i = 1..255. */
-    uint8_t t[crypto_auth_hmacsha256_BYTES];
-    size_t done = 0;
-    for (unsigned i = 1; done < outlen; i++) {
-        uint8_t ctr = (uint8_t)i;
-        crypto_auth_hmacsha256_init(&h, prk, sizeof(prk));
-        if (i > 1)
-            crypto_auth_hmacsha256_update(&h, t, sizeof(t));
-        for (size_t k = 0; k < nparts; k++)
-            crypto_auth_hmacsha256_update(&h, info[k].p, info[k].n);
-        crypto_auth_hmacsha256_update(&h, &ctr, 1);
-        crypto_auth_hmacsha256_final(&h, t);
-        size_t n = outlen - done < sizeof(t) ? outlen - done : sizeof(t);
-        memcpy(out + done, t, n);
-        done += n;
-    }
-    sodium_memzero(prk, sizeof(prk));
-    sodium_memzero(t, sizeof(t));
-    sodium_memzero(&h, sizeof(h));
-    return 0;
-}
-
-int wb_hkdf_sha256(uint8_t *out, size_t outlen, const uint8_t *ikm, size_t ikmlen,
-                   const uint8_t *salt, size_t saltlen, const uint8_t *info, size_t infolen)
-{
-    WB_ASSERT(info != NULL || infolen == 0);
-    part_t p = {info, infolen};
-    return hkdf(out, outlen, ikm, ikmlen, salt, saltlen, &p, 1);
-}
 
 int wb_wh_derive_key(const uint8_t key[WB_WH_KEY_LEN], const void *purpose, size_t purposelen,
                      uint8_t *out, size_t outlen)
@@ -117,8 +59,8 @@ void wb_wh_transit_key(const uint8_t key[WB_WH_KEY_LEN], const char *appid,
                        uint8_t out[WB_WH_KEY_LEN])
 {
     WB_ASSERT(appid != NULL);
-    part_t purpose[2] = {{appid, strlen(appid)}, {"/transit-key", 12}};
-    (void)hkdf(out, WB_WH_KEY_LEN, key, WB_WH_KEY_LEN, NULL, 0, purpose, 2);
+    wb_hkdf_part_t purpose[2] = {{appid, strlen(appid)}, {"/transit-key", 12}};
+    (void)wb_hkdf_sha256_parts(out, WB_WH_KEY_LEN, key, WB_WH_KEY_LEN, NULL, 0, purpose, 2);
 }
 
 void wb_wh_transit_subkey(const uint8_t tkey[WB_WH_KEY_LEN], wb_wh_transit_purpose_t which,

@@ -22,23 +22,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sockets/hkdf.h"
+
 #define WB_WH_KEY_LEN           32
 #define WB_WH_NONCE_LEN         24
 #define WB_WH_MAC_LEN           16
 #define WB_WH_BOX_OVERHEAD      (WB_WH_NONCE_LEN + WB_WH_MAC_LEN) /* body = plaintext + 40 */
-#define WB_HKDF_MAX             (255 * 32)                        /* longest HKDF-SHA256 output */
 #define WB_WH_PHASE_PURPOSE_LEN (15 + 32 + 32)
 
 /* The file-transfer CLI's appid. Python derives the transit key from this
  * string even when run with --appid (upstream bug #339): pass it to
  * wb_wh_transit_key whatever appid the mailbox uses. */
 #define WB_WH_APPID_XFER "lothar.com/wormhole/text-or-file-xfer"
-
-/* RFC 5869 HKDF-SHA256 of ikm into out[0..outlen). salt NULL or empty means
- * 32 zero bytes. Returns 0, or WB_EINVAL when outlen > WB_HKDF_MAX
- * (out untouched). */
-int wb_hkdf_sha256(uint8_t *out, size_t outlen, const uint8_t *ikm, size_t ikmlen,
-                   const uint8_t *salt, size_t saltlen, const uint8_t *info, size_t infolen);
 
 /* wormhole._key.derive_key: HKDF(key, outlen, purpose). Returns 0 or
  * WB_EINVAL (outlen > WB_HKDF_MAX). Purposes that come from text (the
