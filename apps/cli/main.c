@@ -17,6 +17,7 @@ static const wb_cli_cmd_t commands[] = {
     {"receive", "receive a text message through a Magic Wormhole", wb_cmd_receive},
     {"transit-relay", "the Magic Wormhole transit relay (file data between peers)",
      wb_cmd_transit_relay},
+    {"peer", "run a node of the peer network (switch, peer exchange, chat)", wb_cmd_peer},
 };
 
 static void usage(FILE *f)
