@@ -77,7 +77,7 @@ for fz in build-fuzz/tests/fuzz/fuzz_*; do
 done
 
 stage "valgrind (memcheck, leaks)"
-for t in test_actor test_det test_rt test_db test_tcp test_transit test_tcp_splice test_tcp_ws test_tls test_dispatch test_mailbox test_wormhole_crypto test_wormhole_client; do
+for t in test_actor test_det test_rt test_db test_tcp test_transit test_tcp_splice test_mconn test_peerconn test_secret test_tcp_ws test_tls test_dispatch test_mailbox test_wormhole_crypto test_wormhole_client; do
   [ -x "build/tests/unit/$t" ] || continue
   if WAYBILL_LOG=off valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
       "build/tests/unit/$t" >/tmp/valgrind.$t.log 2>&1; then
