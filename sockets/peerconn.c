@@ -148,6 +148,21 @@ static void short_id(const uint8_t *id, char out[17])
     out[16] = 0;
 }
 
+/* Tell the actors waiting for room on channel index i, and forget them. */
+static void wake_waiters(pc_t *p, size_t i)
+{
+    for (size_t k = 0; k < p->nwait[i]; k++) {
+        wb_event_t *s = wb_event_new(WB_EV_PEER_SENDABLE, 0);
+        if (s == NULL)
+            continue;
+        s->flags |= WB_EVF_CONTROL;
+        s->cookie = p->chans[i].id;
+        if (wb_actor_send(p->rt, p->self, p->waiters[i][k], s) != 0)
+            wb_event_free(s);
+    }
+    p->nwait[i] = 0;
+}
+
 /* ---- the end ---- */
 
 static void end(pc_t *p, int status, const char *reason)
@@ -174,18 +189,8 @@ static void end(pc_t *p, int status, const char *reason)
             wb_event_free(ev);
     }
     /* Senders waiting for room learn the end from wb_peer_send. */
-    for (size_t i = 0; i < p->nchans; i++) {
-        for (size_t k = 0; k < p->nwait[i]; k++) {
-            wb_event_t *s = wb_event_new(WB_EV_PEER_SENDABLE, 0);
-            if (s == NULL)
-                continue;
-            s->flags |= WB_EVF_CONTROL;
-            s->cookie = p->chans[i].id;
-            if (wb_actor_send(p->rt, p->self, p->waiters[i][k], s) != 0)
-                wb_event_free(s);
-        }
-        p->nwait[i] = 0;
-    }
+    for (size_t i = 0; i < p->nchans; i++)
+        wake_waiters(p, i);
     if (p->conn != 0)
         wb_tcp_close(p->rt, p->conn);
     p->conn = 0;
@@ -281,20 +286,9 @@ static void out_retry(pc_t *p)
 
 static void notify_sendable(pc_t *p)
 {
-    for (size_t i = 0; i < p->nchans; i++) {
-        if (p->nwait[i] == 0 || !wb_mconn_sendable(p->m, p->chans[i].id))
-            continue;
-        for (size_t k = 0; k < p->nwait[i]; k++) {
-            wb_event_t *s = wb_event_new(WB_EV_PEER_SENDABLE, 0);
-            if (s == NULL)
-                continue;
-            s->flags |= WB_EVF_CONTROL;
-            s->cookie = p->chans[i].id;
-            if (wb_actor_send(p->rt, p->self, p->waiters[i][k], s) != 0)
-                wb_event_free(s);
-        }
-        p->nwait[i] = 0;
-    }
+    for (size_t i = 0; i < p->nchans; i++)
+        if (p->nwait[i] > 0 && wb_mconn_sendable(p->m, p->chans[i].id))
+            wake_waiters(p, i);
 }
 
 /* Seal what the mconn has to write, while the TCP queue takes it. With
