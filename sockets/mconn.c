@@ -148,7 +148,7 @@ int wb_mconn_new(wb_mconn_t **out, const wb_mconn_config_t *cfg, const wb_mconn_
     }
     if (c.max_packet > WB_MCONN_MAX_PACKET || c.pong_timeout_ms >= c.ping_ms)
         return WB_EINVAL;
-    if (n == 0 || n > WB_MCONN_MAX_CHANNELS || chans == NULL)
+    if (n > WB_MCONN_MAX_CHANNELS || (n > 0 && chans == NULL))
         return WB_EINVAL;
 
     wb_mconn_t *m = calloc(1, sizeof(*m));
@@ -157,7 +157,7 @@ int wb_mconn_new(wb_mconn_t **out, const wb_mconn_config_t *cfg, const wb_mconn_
     m->cfg = c;
     m->n = n;
     memset(m->idx, NO_CHAN, sizeof(m->idx));
-    m->ch = calloc(n, sizeof(chan_t));
+    m->ch = calloc(n > 0 ? n : 1, sizeof(chan_t));
     if (m->ch == NULL) {
         free(m);
         return WB_ENOMEM;

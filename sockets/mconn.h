@@ -29,10 +29,11 @@
  * grants each channel's recv_window at once (the first packets it writes).
  * The receiver returns credit for the payload bytes it takes: at once while
  * the channel has no message waiting for delivery; otherwise held back until
- * the owner has delivered them (wb_mconn_delivered). So per channel the
- * receiver holds at most recv_window bytes of undelivered messages plus one
- * partial message (< max_message), and a partial message never waits for
- * credit that only its own delivery could return. Credit goes out when at
+ * the owner has delivered all the channel's waiting messages
+ * (wb_mconn_delivered). So per channel the receiver holds at most
+ * recv_window bytes of undelivered messages plus the first waiting one
+ * (<= max_message, its credit went back as it came), and a partial message
+ * never waits for credit that only its own delivery could return. Credit goes out when at
  * least a quarter of the window has built up, or when the channel has no
  * message waiting (so a sender is never left waiting for a small grant).
  * A msg packet costs its len in credit; an empty message (len 0 with EOF)
@@ -43,9 +44,8 @@
  * the smallest recently_sent / priority among those with a message and
  * credit (ties: the lowest channel index); recently_sent grows by each
  * packet's credit cost (its payload, 1 for an empty message) and is
- * multiplied by 0.8 every decay_ms. A message is
- * sent whole before the next message of its channel starts; channels
- * interleave packet by packet.
+ * multiplied by 0.8 every decay_ms. A message is sent whole before the
+ * next message of its channel starts; channels interleave packet by packet.
  *
  * Ping/pong. Every ping_ms a ping is queued and a pong expected within
  * pong_timeout_ms, else the error "pong timeout after N ms". A received ping
@@ -111,7 +111,7 @@ typedef struct {
 
 void wb_mconn_config_init(wb_mconn_config_t *cfg);
 
-/* A new mconn with n channels (1..WB_MCONN_MAX_CHANNELS, distinct ids,
+/* A new mconn with n channels (0..WB_MCONN_MAX_CHANNELS, distinct ids,
  * priority > 0; copied). cfg may be NULL. The first ping is due at
  * now_ms + ping_ms. Returns 0, WB_EINVAL or WB_ENOMEM. */
 int wb_mconn_new(wb_mconn_t **out, const wb_mconn_config_t *cfg, const wb_mconn_chan_t *chans,

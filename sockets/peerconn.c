@@ -715,7 +715,7 @@ static void pc_free_unstarted(pc_t *p)
 
 static int pc_new(wb_rt_t *rt, wb_actor_t *owner, const wb_peerconn_opts_t *opts, pc_t **out)
 {
-    if (opts == NULL || opts->id_sk == NULL || opts->nchans == 0 ||
+    if (opts == NULL || opts->id_sk == NULL || (opts->nchans > 0 && opts->chans == NULL) ||
         opts->nchans > WB_MCONN_MAX_CHANNELS || opts->hello_len > WB_PEERCONN_MAX_HELLO ||
         (opts->hello_len > 0 && opts->hello == NULL) || owner == NULL)
         return WB_EINVAL;
@@ -745,7 +745,7 @@ static int pc_new(wb_rt_t *rt, wb_actor_t *owner, const wb_peerconn_opts_t *opts
     memset(p->idx, 0xff, sizeof(p->idx));
     p->hello_len = opts->hello_len + 1;
     p->hello = malloc(p->hello_len);
-    p->chans = malloc(opts->nchans * sizeof(*p->chans));
+    p->chans = malloc((opts->nchans > 0 ? opts->nchans : 1) * sizeof(*p->chans));
     p->scratch = malloc(WRITE_CHUNK);
     if (p->hello == NULL || p->chans == NULL || p->scratch == NULL) {
         pc_free_unstarted(p);
@@ -754,7 +754,8 @@ static int pc_new(wb_rt_t *rt, wb_actor_t *owner, const wb_peerconn_opts_t *opts
     p->hello[0] = HELLO_VERSION;
     if (opts->hello_len > 0)
         memcpy(p->hello + 1, opts->hello, opts->hello_len);
-    memcpy(p->chans, opts->chans, opts->nchans * sizeof(*p->chans));
+    if (opts->nchans > 0)
+        memcpy(p->chans, opts->chans, opts->nchans * sizeof(*p->chans));
     p->nchans = opts->nchans;
     p->o.chans = p->chans;
     p->o.hello = NULL;

@@ -196,6 +196,8 @@ int wb_nodeinfo_compatible(const wb_nodeinfo_t *ours, const wb_nodeinfo_t *their
                 ours->version);
         return WB_EPROTO;
     }
+    if (ours->nchannels == 0)
+        return 0; /* a node with no reactor talks to anyone (tendermint's rule) */
     for (size_t i = 0; i < ours->nchannels; i++)
         if (wb_nodeinfo_has_channel(theirs, ours->channels[i]))
             return 0;

@@ -11,7 +11,7 @@
  * only a hint); network: nodes talk only within one network; version:
  * "major.minor.patch", equal major and minor required; channels: the
  * channel ids it serves (at most WB_MCONN_MAX_CHANNELS, distinct, 0..255),
- * at least one in common required; moniker: a name for people (at most 64
+ * at least one in common required when we serve any; moniker: a name for people (at most 64
  * bytes, printable). Unknown keys are ignored (later versions may add some).
  *
  * Threads: none kept; pure functions.

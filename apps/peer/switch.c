@@ -578,7 +578,7 @@ int wb_switch_add_reactor(wb_switch_t *sw, const char *name, uint64_t actor,
 
 int wb_switch_start(wb_switch_t *sw)
 {
-    if (sw->started || sw->nchans == 0)
+    if (sw->started)
         return WB_EINVAL;
     sw->started = 1;
     make_hello(sw);

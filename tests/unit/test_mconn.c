@@ -977,7 +977,17 @@ static void test_new_invalid(void **state)
     wb_mconn_chan_t zero = {.id = 1, .priority = 0};
     assert_int_equal(wb_mconn_new(&m, NULL, &zero, 1, 0), WB_EINVAL);
     wb_mconn_chan_t ok = {.id = 1, .priority = 1};
-    assert_int_equal(wb_mconn_new(&m, NULL, &ok, 0, 0), WB_EINVAL);
+    /* No channel at all: a connection of pings and pongs (a node with no
+     * reactor); a msg on any channel is then an unknown channel. */
+    assert_int_equal(wb_mconn_new(&m, NULL, &ok, 0, 0), 0);
+    assert_int_equal(wb_mconn_nchannels(m), 0);
+    assert_int_equal(wb_mconn_want_write(m), 0);
+    static const uint8_t stray[] = {WB_MCONN_PKT_MSG, 1, 1, 0, 1, 'x'};
+    size_t used;
+    uint8_t ch, *msg;
+    size_t mlen;
+    assert_int_equal(wb_mconn_read(m, stray, sizeof(stray), &used, &ch, &msg, &mlen), WB_EPROTO);
+    wb_mconn_free(m);
     wb_mconn_chan_t many[65];
     for (int i = 0; i < 65; i++)
         many[i] = (wb_mconn_chan_t){.id = (uint8_t)i, .priority = 1};
