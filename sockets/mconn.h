@@ -33,9 +33,10 @@
  * (wb_mconn_delivered). So per channel the receiver holds at most
  * recv_window bytes of undelivered messages plus the first waiting one
  * (<= max_message, its credit went back as it came), and a partial message
- * never waits for credit that only its own delivery could return. Credit goes out when at
- * least a quarter of the window has built up, or when the channel has no
- * message waiting (so a sender is never left waiting for a small grant).
+ * never waits for credit that only its own delivery could return. Credit
+ * goes out when at least a quarter of the window has built up, or when the
+ * channel has no message waiting (so a sender is never left waiting for a
+ * small grant).
  * A msg packet costs its len in credit; an empty message (len 0 with EOF)
  * costs one byte, so a peer cannot flood empty messages without limit.
  *
