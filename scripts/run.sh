@@ -17,7 +17,7 @@ echo "== waybill selfcheck"
 echo
 echo "== benchmarks (figures, not pass/fail; see docs/architecture.md for the goals)"
 if [ -z "${WB_RUN_NO_BENCH:-}" ]; then
-  for b in handoff queue actor db dispatch kv mailbox wormhole_text relay transfer; do
+  for b in handoff queue actor db dispatch kv mailbox wormhole_text relay transfer peer; do
     [ -x "build-release/tests/bench/bench_$b" ] || continue
     "build-release/tests/bench/bench_$b"
   done
