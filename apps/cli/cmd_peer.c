@@ -156,6 +156,7 @@ typedef struct {
 static void start_reader(node_t *n);
 
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+static int listen_failed; /* the exit status says so */
 
 static void emit(json_t *o)
 {
@@ -207,6 +208,7 @@ static void node_handle(wb_actor_t *self, wb_event_t *ev)
     case WB_EV_SWITCH_LISTENING:
         if (ev->status < 0) {
             fprintf(stderr, "waybill peer: cannot listen\n");
+            listen_failed = 1;
             wb_rt_request_stop(n->rt);
         } else if (n->json) {
             json_t *o = json_pack("{s:s, s:s, s:i}", "event", "listening", "id", n->idhex, "port",
@@ -537,7 +539,8 @@ int wb_cmd_peer(int argc, char **argv)
     }
     wb_info("peer", "node %s (%s)%s, data in %s", node.idhex, moniker, created ? ", new key" : "",
             data_dir);
-    return wb_cli_serve(rt, "peer");
+    rc = wb_cli_serve(rt, "peer");
+    return rc != 0 ? rc : listen_failed;
 bad:
     fprintf(stderr, "waybill peer: bad value for an option\n\n");
     usage(stderr);
