@@ -18,6 +18,8 @@ static const wb_cli_cmd_t commands[] = {
     {"transit-relay", "the Magic Wormhole transit relay (file data between peers)",
      wb_cmd_transit_relay},
     {"peer", "run a node of the peer network (switch, peer exchange, chat)", wb_cmd_peer},
+    {"signal-server", "the signaling server: peers exchange small messages by id",
+     wb_cmd_signal_server},
 };
 
 static void usage(FILE *f)
