@@ -286,13 +286,13 @@ static void test_bad_frames(void **state)
 static void test_sixteen_bytes_topic0(void **state)
 {
     (void)state;
-    uint8_t buf[18] = {16, 0};
+    uint8_t buf[20] = {16, 0};
     memcpy(buf + 2, idb, 16);
     wb_sig_decoder_t d;
     wb_sig_frame_t f;
     size_t used;
     wb_sig_decoder_init(&d, 0);
-    assert_int_equal(wb_sig_decode(&d, buf, sizeof(buf), &used, &f), 1);
+    assert_int_equal(wb_sig_decode(&d, buf, 18, &used, &f), 1);
     assert_int_equal(f.kind, WB_SIG_FRAME_MESSAGE);
     assert_memory_equal(f.id, idb, 16);
     assert_int_equal(f.topic, 0);
