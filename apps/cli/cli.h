@@ -24,6 +24,7 @@ int wb_cmd_receive(int argc, char **argv);
 int wb_cmd_transit_relay(int argc, char **argv);
 int wb_cmd_peer(int argc, char **argv);
 int wb_cmd_signal_server(int argc, char **argv);
+int wb_cmd_signal(int argc, char **argv);
 
 /* Shared by the server subcommands (serve.c). */
 #include "runtime/rt.h"

@@ -20,6 +20,7 @@ static const wb_cli_cmd_t commands[] = {
     {"peer", "run a node of the peer network (switch, peer exchange, chat)", wb_cmd_peer},
     {"signal-server", "the signaling server: peers exchange small messages by id",
      wb_cmd_signal_server},
+    {"signal", "signaling client: listen for messages, send one by id", wb_cmd_signal},
 };
 
 static void usage(FILE *f)
