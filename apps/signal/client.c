@@ -41,6 +41,7 @@ typedef struct {
     uint16_t topic;
     wb_event_t **ring; /* held messages, oldest at head */
     uint32_t head, n, cap;
+    uint8_t logged; /* the current stall's drops were logged */
     size_t bytes;
     uint64_t delivered, dropped;
 } sub_t;
@@ -126,6 +127,7 @@ static void flush(client_t *c, sub_t *s)
         s->delivered++;
         c->st.delivered++;
     }
+    s->logged = 0;
 }
 
 /* Keep ev for s, or drop it when s holds its fill. */
@@ -137,9 +139,16 @@ static void hold(client_t *c, sub_t *s, wb_event_t *ev)
             s->cap = c->cfg.hold_messages;
     }
     if (s->n == s->cap || s->bytes + ev->len > c->cfg.hold_bytes) {
-        if (s->dropped == 0 || WB_LOG_ENABLED(WB_LOG_DEBUG))
-            wb_info(MOD, "%s: subscriber %" PRIu64 " of topic %u is not keeping up: dropping",
-                    c->server, s->actor, s->topic);
+        if (!s->logged) { /* once per stall */
+            char what[32] = "default subscriber";
+            if (s != &c->def)
+                snprintf(what, sizeof(what), "subscriber of topic %u", s->topic);
+            wb_info(MOD,
+                    "%s: the %s (actor %" PRIu64 ") is not keeping up: %u messages held, "
+                    "dropping the next ones",
+                    c->server, what, s->actor, s->n);
+        }
+        s->logged = 1;
         s->dropped++;
         c->st.dropped_full++;
         wb_event_free(ev);

@@ -454,6 +454,7 @@ static void scen_start_cb(void *arg)
     cfg.reconnect_min_ms = 50;
     cfg.reconnect_max_ms = 200;
     cfg.keepalive_ms = 1000;
+    cfg.connect_timeout_ms = 60000; /* TLS handshakes of 100 clients at once, under valgrind */
     cfg.on_id = scen_on_id;
     for (int i = 0; i < sc->n; i++) {
         peer_t *p = &sc->peers[i];
@@ -477,6 +478,7 @@ static void scen_start_cb(void *arg)
     t.server_cert = sc->cert;
     t.reconnect_min_ms = 50;
     t.reconnect_max_ms = 200;
+    t.connect_timeout_ms = 60000;
     t.hold_bytes = 128 * 1024;
     t.on_id = mgr_on_id;
     t.arg = sc;
@@ -490,9 +492,6 @@ static void scen_start_cb(void *arg)
     assert_int_equal(wb_sig_client_subscribe(sc->rt, sc->bad, TOPIC_PROBE, sc->probe), 0);
     assert_int_equal(wb_sig_client_subscribe(sc->rt, sc->bad, WB_SIG_TOPIC_NOTICE, sc->probe),
                      WB_EINVAL);
-    wb_event_t *fill = wb_event_new(EV_FILL, 0);
-    fill->flags |= WB_EVF_CONTROL;
-    assert_int_equal(wb_actor_send(sc->rt, NULL, sc->stuck, fill), 0);
 }
 
 static int all_failed_once(void *arg)
@@ -511,7 +510,21 @@ static int all_ids(void *arg)
     for (int i = 0; i < sc->n; i++)
         if (!sc->peers[i].have_id)
             return 0;
-    return sc->mgr_ids > 0 && sc->busy == MAILBOX_LIMIT;
+    return sc->mgr_ids > 0;
+}
+
+/* The stuck subscriber spins the actor lane while stuck: only from now on. */
+static void fill_cb(void *arg)
+{
+    scen_t *sc = arg;
+    wb_event_t *fill = wb_event_new(EV_FILL, 0);
+    fill->flags |= WB_EVF_CONTROL;
+    assert_int_equal(wb_actor_send(sc->rt, NULL, sc->stuck, fill), 0);
+}
+
+static int stuck_full(void *arg)
+{
+    return ((scen_t *)arg)->busy == MAILBOX_LIMIT;
 }
 
 static void bad_send_cb(void *arg)
@@ -638,12 +651,14 @@ static void scenario(const char *cert, const char *key)
     uint64_t t1 = now_ms();
 
     /* The bad peer stuffs its stuck topic while the others greet. */
+    on_lane(sc->rt, fill_cb, sc);
+    assert_true(wait_for(sc->rt, stuck_full, sc, 10000));
     on_lane(sc->rt, bad_send_cb, sc);
     on_lane(sc->rt, go_cb, sc);
+    assert_true(wait_for(sc->rt, bad_all_in, sc, 30000));
+    on_lane(sc->rt, check_bad_cb, sc);
     assert_true(wait_for(sc->rt, greeted, sc, 30000));
     uint64_t t2 = now_ms();
-    assert_true(wait_for(sc->rt, bad_all_in, sc, 10000));
-    on_lane(sc->rt, check_bad_cb, sc);
     assert_true(wait_for(sc->rt, stuck_drained, sc, 10000));
     on_lane(sc->rt, check_end_cb, sc);
     on_lane(sc->rt, close_cb, sc);
