@@ -65,6 +65,7 @@ typedef struct {
     uint64_t rng;
     uint64_t delay_timer;
     int delay_live, delay_done;
+    int eof; /* the peer closed: input an injected delay still holds is read at once */
     uint64_t tick_timer, hs_timer;
     int tick_live, hs_live;
     uint8_t *scratch;
@@ -502,7 +503,7 @@ static void process_input(pc_t *p)
 {
     while (p->in_head != NULL &&
            (p->phase == PC_SECRET || p->phase == PC_HELLO || p->phase == PC_RUN)) {
-        if (p->faulty && p->faults.max_delay_ms > 0 && !p->delay_done) {
+        if (p->faulty && p->faults.max_delay_ms > 0 && !p->delay_done && !p->eof) {
             if (!p->delay_live)
                 p->delay_live = wb_timer_start(p->self, rnd(p) % (p->faults.max_delay_ms + 1),
                                                &p->delay_timer) == 0;
@@ -596,6 +597,9 @@ static void pc_handle(wb_actor_t *self, wb_event_t *ev)
         return;
     case WB_EV_TCP_CLOSED: {
         p->conn = 0;
+        /* What came before the close is read before it, delayed or not. */
+        p->eof = 1;
+        process_input(p);
         char r[256];
         const char *why = ev->len > 0 ? (const char *)ev->data : "closed";
         if (p->tcp_open && (p->phase == PC_SECRET || p->phase == PC_HELLO))
