@@ -35,6 +35,7 @@ typedef struct {
     uint32_t requests;
     uint64_t since;
     int marked_good;
+    int dropped; /* being disconnected: its messages are no longer read */
     wb_netaddr_t listen; /* its self-reported listen address (has_id set), if valid */
     int have_listen;
 } ppeer_t;
@@ -156,12 +157,18 @@ static void answer(pex_t *x, ppeer_t *p)
         x->st.requests_answered++;
 }
 
-static void drop(pex_t *x, ppeer_t *p, const char *why)
+/* Disconnect p, once (it stays in the list until the switch says it
+ * left); abuse counts in peers_dropped, a seed's hang-ups do not. */
+static void drop(pex_t *x, ppeer_t *p, const char *why, int abuse)
 {
+    if (p->dropped)
+        return;
+    p->dropped = 1;
     char who[17];
     id8(p->id, who);
     wb_info(MOD, "disconnecting %s: %s", who, why);
-    x->st.peers_dropped++;
+    if (abuse)
+        x->st.peers_dropped++;
     wb_switch_stop_peer(x->sw, p->pc, why);
 }
 
@@ -240,7 +247,7 @@ static void crawl(pex_t *x)
     for (size_t i = 0; i < x->npeers; i++) {
         ppeer_t *p = &x->peers[i];
         if (!p->persistent && t - p->since > SEED_HANGUP_MS)
-            drop(x, p, "seed: crawled");
+            drop(x, p, "seed: crawled", 0);
     }
     wb_netaddr_t *sel = x->msg.addrs;
     size_t n = wb_addrbook_selection(x->book, exclude, x, sel, WB_PEX_MAX_ADDRS), dialed = 0;
@@ -337,29 +344,29 @@ static void on_dial_failed(pex_t *x, const wb_switch_peer_t *sp)
 static void on_msg(pex_t *x, wb_event_t *ev)
 {
     ppeer_t *p = find(x, ev->src);
-    if (p == NULL)
+    if (p == NULL || p->dropped)
         return;
     wb_pex_msg_t *m = &x->msg;
     char err[160];
     if (wb_pex_decode(ev->data, ev->len, m, err, sizeof(err)) != 0) {
-        drop(x, p, err);
+        drop(x, p, err, 1);
         return;
     }
     uint64_t t = now_ms(x);
     if (m->type == WB_PEX_REQUEST) {
         p->requests++;
         if (p->last_request != 0 && t - p->last_request < x->cfg.ensure_ms / 3) {
-            drop(x, p, "pex: requests too often");
+            drop(x, p, "pex: requests too often", 1);
             return;
         }
         p->last_request = t;
         answer(x, p);
         if (x->cfg.seed_mode && !p->outbound && !p->persistent)
-            drop(x, p, "seed: answered");
+            drop(x, p, "seed: answered", 0);
         return;
     }
     if (!p->requested) {
-        drop(x, p, "pex: unsolicited addresses");
+        drop(x, p, "pex: unsolicited addresses", 1);
         return;
     }
     p->requested = 0;
@@ -377,7 +384,7 @@ static void on_msg(pex_t *x, wb_event_t *ev)
         if (wb_addrbook_add(x->book, &m->addrs[i], srcp, w) == 1)
             x->st.addrs_received++;
     if (x->cfg.seed_mode && p->outbound && !p->persistent)
-        drop(x, p, "seed: crawled");
+        drop(x, p, "seed: crawled", 0);
     else if (!x->cfg.seed_mode)
         arm(x, 10); /* dial the news soon */
 }
