@@ -514,15 +514,18 @@ static void test_slow_reader(void **state)
     b.to_send[1] = 50;
     pthread_mutex_unlock(&mu);
     call(rt, go_cb, &b);
+    pthread_mutex_lock(&mu);
     a.to_send[0] = 400;
     a.to_send[1] = 50;
+    pthread_mutex_unlock(&mu);
     assert_true(wait_until(all_got, &a, 60));
     pthread_mutex_lock(&mu);
-    assert_int_equal(a.bad, 0);
-    /* CH_B finished long before CH_A's backlog did */
-    assert_true(a.b_done_at_a < 300);
-    assert_int_equal(a.nclosed + b.nclosed, 0);
+    uint64_t bad = a.bad, b_done_at_a = a.b_done_at_a;
+    int nclosed = a.nclosed + b.nclosed;
     pthread_mutex_unlock(&mu);
+    assert_int_equal(bad, 0);
+    assert_true(b_done_at_a < 300); /* CH_B finished long before CH_A's backlog did */
+    assert_int_equal(nclosed, 0);
     wb_rt_free(rt);
 }
 
@@ -736,18 +739,21 @@ static void test_evil_max_message(void **state)
         if (over) {
             assert_true(wait_until(is_closed, &a, 10));
             pthread_mutex_lock(&mu);
-            assert_non_null(strstr(a.reason, "exceeds"));
-            assert_int_equal(a.got[0], 0);
+            int exceeds = strstr(a.reason, "exceeds") != NULL;
+            uint64_t got = a.got[0];
             pthread_mutex_unlock(&mu);
+            assert_true(exceeds);
+            assert_int_equal(got, 0);
         } else {
-            a.max_size = 0;
             struct timespec d = {0, 300 * 1000 * 1000};
             nanosleep(&d, NULL);
             pthread_mutex_lock(&mu);
-            assert_int_equal(a.got[0], 1);
-            assert_int_equal(a.nclosed, 0);
-            assert_int_equal(a.bytes[0], 4096);
+            uint64_t got = a.got[0], bytes = a.bytes[0];
+            int nclosed = a.nclosed;
             pthread_mutex_unlock(&mu);
+            assert_int_equal(got, 1);
+            assert_int_equal(nclosed, 0);
+            assert_int_equal(bytes, 4096);
         }
         close(e->fd);
         wb_sc_fini(&e->sc);
